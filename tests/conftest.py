@@ -1,0 +1,1 @@
+# Shared pytest configuration. Fixtures that several test folders use are registered here.
