@@ -1,0 +1,107 @@
+#!/bin/sh
+# seek-k3s: etcd snapshot of the k3s datastore into a backup set (POSIX sh).
+#
+# Produces <BACKUP_ROOT>/etcd/<YYYYMMDDTHHMMSSZ>/ with etcd.db and, written last and atomically,
+# manifest.json. The snapshot is checked with `snapshot status` (etcdutl when present, else
+# etcdctl) before the manifest is written. On any failure or signal the set is removed and the
+# script exits non-zero. Runs on a k3s server node (hostNetwork) with the etcd client certs
+# mounted read-only. The k3s server token needed to restore is NOT part of the set: it stays in
+# the operator's vault.
+#
+# Environment (etcdctl reads the ETCDCTL_* variables itself):
+#   ETCDCTL_ENDPOINTS  client URL (default: https://127.0.0.1:2379)
+#   ETCDCTL_CACERT     CA (default: /var/lib/rancher/k3s/server/tls/etcd/server-ca.crt)
+#   ETCDCTL_CERT       client cert (default: /var/lib/rancher/k3s/server/tls/etcd/client.crt)
+#   ETCDCTL_KEY        client key (default: /var/lib/rancher/k3s/server/tls/etcd/client.key)
+#   ETCDCTL_DIAL_TIMEOUT (default: 10s)
+#   ETCDCTL, ETCDUTL   binaries (default: etcdctl, etcdutl if installed)
+#   BACKUP_ROOT        backup volume root (default: /var/backups/seek-k3s)
+#   BACKUP_SOURCE      free text recorded as "source" (default: etcd:ENDPOINTS)
+#   BACKUP_STAMP       override the UTC stamp YYYYMMDDTHHMMSSZ
+#
+# Needs: sh, etcdctl (v3.4+), optionally etcdutl (v3.5+), sha256sum, sed.
+set -eu
+umask 077
+
+TLS=/var/lib/rancher/k3s/server/tls/etcd
+: "${ETCDCTL_API:=3}"
+: "${ETCDCTL_ENDPOINTS:=https://127.0.0.1:2379}"
+: "${ETCDCTL_CACERT:=$TLS/server-ca.crt}"
+: "${ETCDCTL_CERT:=$TLS/client.crt}"
+: "${ETCDCTL_KEY:=$TLS/client.key}"
+: "${ETCDCTL_DIAL_TIMEOUT:=10s}"
+: "${ETCDCTL:=etcdctl}"
+: "${BACKUP_ROOT:=/var/backups/seek-k3s}"
+: "${BACKUP_SOURCE:=etcd:${ETCDCTL_ENDPOINTS}}"
+export ETCDCTL_API ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY ETCDCTL_DIAL_TIMEOUT
+STAMP="${BACKUP_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}"
+if [ -z "${ETCDUTL:-}" ] && command -v etcdutl >/dev/null 2>&1; then ETCDUTL=etcdutl; fi
+
+log() { printf '%s etcd-backup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+case "$STAMP" in
+  [0-9][0-9][0-9][0-9][0-1][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-5][0-9]Z) ;;
+  *) die "BACKUP_STAMP '$STAMP' is not YYYYMMDDTHHMMSSZ" ;;
+esac
+for f in "$ETCDCTL_CACERT" "$ETCDCTL_CERT" "$ETCDCTL_KEY"; do
+  [ -r "$f" ] || die "cannot read $f (mount the etcd client certs read-only)"
+done
+
+SET_DIR="$BACKUP_ROOT/etcd/$STAMP"
+DONE=0
+SET_CREATED=
+CHILD=
+
+cleanup() {
+  rc=$?
+  trap - EXIT INT TERM HUP
+  [ -n "$CHILD" ] && kill "$CHILD" 2>/dev/null || true
+  if [ "$DONE" != 1 ]; then
+    [ -n "$SET_CREATED" ] && rm -rf -- "$SET_DIR"
+    log "FAILED (exit $rc): removed partial set $SET_DIR"
+    [ "$rc" = 0 ] && rc=1
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted by signal"; exit 143' INT TERM HUP
+
+mkdir -p -- "$BACKUP_ROOT/etcd"
+mkdir -- "$SET_DIR" || die "set $SET_DIR already exists"
+SET_CREATED=1
+PART="$SET_DIR/etcd.db.part"
+
+log "snapshot of $ETCDCTL_ENDPOINTS to $SET_DIR/etcd.db"
+"$ETCDCTL" snapshot save "$PART" >&2 &
+CHILD=$!
+wait "$CHILD" || die "etcdctl snapshot save failed"
+CHILD=
+
+if [ -n "${ETCDUTL:-}" ]; then
+  STATUS="$("$ETCDUTL" snapshot status "$PART" -w json)" || die "etcdutl snapshot status failed"
+else
+  STATUS="$("$ETCDCTL" snapshot status "$PART" -w json)" || die "etcdctl snapshot status failed"
+fi
+field() { printf '%s' "$STATUS" | sed -n "s/.*\"$1\":\([0-9][0-9]*\).*/\1/p"; }
+HASH="$(field hash)"; REVISION="$(field revision)"; KEYS="$(field totalKey)"; TOTAL="$(field totalSize)"
+[ -n "$HASH" ] && [ -n "$REVISION" ] && [ -n "$KEYS" ] || die "unexpected snapshot status: $STATUS"
+[ "$KEYS" -gt 0 ] || die "snapshot holds no keys"
+
+SIZE="$(wc -c < "$PART" | tr -d ' ')"
+SHA="$(sha256sum "$PART" | cut -d' ' -f1)"
+mv -- "$PART" "$SET_DIR/etcd.db"
+VERSION="$("$ETCDCTL" version 2>/dev/null | sed -n 's/^etcdctl version: //p')"
+{
+  printf '{\n  "kind": "etcd",\n  "stamp": "%s",\n' "$STAMP"
+  printf '  "created": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  printf '  "source": "%s",\n' "$(printf '%s' "$BACKUP_SOURCE" | sed 's/\\/\\\\/g; s/"/\\"/g')"
+  printf '  "artifact": {"name": "etcd.db", "size": %s, "sha256": "%s", "compression": "none"},\n' "$SIZE" "$SHA"
+  printf '  "etcd": {"hash": %s, "revision": %s, "total_keys": %s, "total_size": %s, "etcdctl_version": "%s"},\n' \
+    "$HASH" "$REVISION" "$KEYS" "${TOTAL:-0}" "$VERSION"
+  printf '  "complete": true\n}\n'
+} > "$SET_DIR/manifest.json.tmp"
+sync
+mv -- "$SET_DIR/manifest.json.tmp" "$SET_DIR/manifest.json"
+DONE=1
+log "OK $SET_DIR/etcd.db size=$SIZE sha256=$SHA revision=$REVISION keys=$KEYS"

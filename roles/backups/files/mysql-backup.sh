@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# seek-k3s: consistent MySQL dump of the SEEK database into a backup set.
+#
+# Produces <BACKUP_ROOT>/mysql/<YYYYMMDDTHHMMSSZ>/ with mysql.sql.gz (or mysql.sql.zst) and,
+# written last and atomically, manifest.json. On any failure (a non-zero exit anywhere in the
+# pipe, no "-- Dump completed" trailer, a signal) the set directory is removed and the script
+# exits non-zero, so no artifact that looks valid is left behind. A set without manifest.json is
+# incomplete and is never uploaded by the off-site tool.
+#
+# Row counts in the manifest are exact for the dumped snapshot: they are counted from the dump
+# stream itself (tee into an awk counter), so they describe exactly what the file contains.
+#
+# Environment:
+#   MYSQL_HOST               server host (default: mysql)
+#   MYSQL_PORT               server port (default: 3306)
+#   MYSQL_USER               user (required)
+#   MYSQL_PASSWORD           password (required; from a Secret env, never on the command line)
+#   MYSQL_DATABASE           database to dump (required)
+#   MYSQL_EXCLUDE_DATA       space-separated tables dumped without data (default: sessions)
+#   MYSQL_EXTRA_ARGS         extra mysqldump arguments, space-separated (default: none)
+#   MYSQLDUMP                mysqldump binary (default: mysqldump)
+#   MYSQL_CLIENT             mysql client binary (default: mysql)
+#   BACKUP_ROOT              backup volume root (default: /var/backups/seek-k3s)
+#   BACKUP_SOURCE            free text recorded as "source" (default: mysql://HOST:PORT/DATABASE)
+#   BACKUP_COMPRESSION       gzip | zstd (default: gzip; zstd is faster, both are in mysql:8.4)
+#   BACKUP_COMPRESSION_LEVEL compression level (default: 1 for gzip, 3 for zstd)
+#   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ (tests, re-runs)
+#   TMPDIR                   where the client option file with the password lives (default: /tmp)
+#
+# Needs: bash, mysqldump + mysql (MySQL 8.4 or MariaDB), awk, gzip or zstd, sha256sum, mkfifo.
+# MySQL-only mysqldump flags are added only when the client is MySQL's (see "flavour" below).
+set -euo pipefail
+umask 077
+
+: "${MYSQL_HOST:=mysql}"
+: "${MYSQL_PORT:=3306}"
+: "${MYSQL_USER:?MYSQL_USER is required}"
+: "${MYSQL_PASSWORD:?MYSQL_PASSWORD is required}"
+: "${MYSQL_DATABASE:?MYSQL_DATABASE is required}"
+: "${MYSQL_EXCLUDE_DATA=sessions}"
+: "${MYSQL_EXTRA_ARGS:=}"
+: "${MYSQLDUMP:=mysqldump}"
+: "${MYSQL_CLIENT:=mysql}"
+: "${BACKUP_ROOT:=/var/backups/seek-k3s}"
+: "${BACKUP_SOURCE:=mysql://${MYSQL_HOST}:${MYSQL_PORT}/${MYSQL_DATABASE}}"
+: "${BACKUP_COMPRESSION:=gzip}"
+STAMP="${BACKUP_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}"
+
+log() { printf '%s mysql-backup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+case "$STAMP" in
+  [0-9][0-9][0-9][0-9][0-1][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-5][0-9]Z) ;;
+  *) die "BACKUP_STAMP '$STAMP' is not YYYYMMDDTHHMMSSZ" ;;
+esac
+case "$BACKUP_COMPRESSION" in
+  gzip) EXT=gz; COMPRESS=(gzip "-${BACKUP_COMPRESSION_LEVEL:-1}" -c) ;;
+  zstd) EXT=zst; COMPRESS=(zstd -q "-${BACKUP_COMPRESSION_LEVEL:-3}" -T0 -c) ;;
+  *) die "BACKUP_COMPRESSION must be gzip or zstd, not '$BACKUP_COMPRESSION'" ;;
+esac
+
+SET_DIR="$BACKUP_ROOT/mysql/$STAMP"
+ARTIFACT="mysql.sql.$EXT"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/mysql-backup.XXXXXX")"
+DONE=0
+PIDS=()
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  if [ "${#PIDS[@]}" -gt 0 ]; then
+    kill -TERM -- "${PIDS[@]}" 2>/dev/null || true
+    wait 2>/dev/null || true
+  fi
+  if [ "$DONE" != 1 ]; then
+    # never leave anything that looks like a backup: the whole set goes
+    [ -n "${SET_CREATED:-}" ] && rm -rf -- "$SET_DIR"
+    log "FAILED (exit $rc): removed partial set $SET_DIR"
+    [ "$rc" = 0 ] && rc=1
+  fi
+  rm -rf -- "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'log "interrupted by signal"; exit 143' INT TERM HUP
+
+# The password goes to a 0600 option file, never to argv or the environment of children.
+OPTS="$WORK/client.cnf"
+printf '[client]\nhost=%s\nport=%s\nuser=%s\npassword="%s"\n' \
+  "$MYSQL_HOST" "$MYSQL_PORT" "$MYSQL_USER" "$(printf '%s' "$MYSQL_PASSWORD" | sed 's/\\/\\\\/g; s/"/\\"/g')" > "$OPTS"
+unset MYSQL_PASSWORD MYSQL_PWD
+
+sql() { "$MYSQL_CLIENT" --defaults-extra-file="$OPTS" --protocol=TCP -N -B -e "$1"; }
+
+# ---- flavour: server and client, MySQL or MariaDB ------------------------------------------
+SERVER_VERSION="$(sql 'SELECT VERSION()')" || die "cannot connect to $MYSQL_HOST:$MYSQL_PORT as $MYSQL_USER"
+case "$SERVER_VERSION" in *MariaDB*|*mariadb*) SERVER_FLAVOUR=mariadb ;; *) SERVER_FLAVOUR=mysql ;; esac
+CLIENT_VERSION="$("$MYSQLDUMP" --version)"
+case "$CLIENT_VERSION" in *MariaDB*|*mariadb*) CLIENT_FLAVOUR=mariadb ;; *) CLIENT_FLAVOUR=mysql ;; esac
+log "server $SERVER_FLAVOUR $SERVER_VERSION, client $CLIENT_FLAVOUR"
+
+# Flags every flavour understands. SEEK's own docs only give "mysqldump -u... seek_production";
+# we add what makes that dump consistent and restorable: one transaction (no locks on InnoDB),
+# row-by-row streaming, routines/triggers/events, binary-safe hex blobs, utf8mb4, and
+# --no-tablespaces (no PROCESS privilege needed for the SEEK user).
+DUMP_ARGS=(--single-transaction --quick --routines --triggers --events --hex-blob
+           --default-character-set=utf8mb4 --no-tablespaces --add-drop-table --comments --dump-date)
+if [ "$CLIENT_FLAVOUR" = mysql ]; then
+  # MySQL's mysqldump only: do not write SET @@GLOBAL.GTID_PURGED (restores into fresh servers)
+  DUMP_ARGS+=(--set-gtid-purged=OFF)
+  # MySQL 8 client against a server without column statistics (MariaDB, MySQL < 8)
+  [ "$SERVER_FLAVOUR" = mariadb ] && DUMP_ARGS+=(--column-statistics=0)
+fi
+# shellcheck disable=SC2206
+[ -n "$MYSQL_EXTRA_ARGS" ] && DUMP_ARGS+=($MYSQL_EXTRA_ARGS)
+
+# Tables whose data is not backed up (the sessions table) keep their structure in the dump.
+EXCLUDED=()
+for t in $MYSQL_EXCLUDE_DATA; do
+  exists="$(sql "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='$MYSQL_DATABASE' AND table_name='$t'")"
+  if [ "$exists" = 1 ]; then
+    EXCLUDED+=("$t")
+    DUMP_ARGS+=("--ignore-table=$MYSQL_DATABASE.$t")
+  fi
+done
+
+mkdir -p -- "$BACKUP_ROOT/mysql"
+mkdir -- "$SET_DIR" || die "set $SET_DIR already exists"
+SET_CREATED=1
+PART="$SET_DIR/$ARTIFACT.part"
+
+# ---- row counter: reads the same bytes that go into the file --------------------------------
+# Inside an INSERT statement every row starts with exactly one "(" outside a string literal
+# (values are literals: numbers, NULL, 0x.., quoted strings with backslash escapes). Strip the
+# escapes, then the strings, then count "(". MySQL puts a statement on one line, MariaDB may put
+# one row per line: a statement ends at a line that ends with ";".
+COUNTER='
+function strip(s) { gsub(/\\./, "", s); gsub(/\047[^\047]*\047/, "", s); return s }
+/^CREATE TABLE `/ { t = $0; sub(/^CREATE TABLE `/, "", t); sub(/`.*$/, "", t); if (!(t in rows)) { rows[t] = 0; order[++n] = t } }
+inins == 0 && /^INSERT INTO `/ {
+  t = $0; sub(/^INSERT INTO `/, "", t); sub(/`.*$/, "", t)
+  if (!(t in rows)) { rows[t] = 0; order[++n] = t }
+  s = $0; i = index(s, " VALUES "); s = substr(s, i + 7); s = strip(s)
+  rows[t] += gsub(/\(/, "", s); inins = (s ~ /;[ \t\r]*$/) ? 0 : 1; last = $0; next
+}
+inins == 1 { s = strip($0); rows[t] += gsub(/\(/, "", s); if (s ~ /;[ \t\r]*$/) inins = 0; last = $0; next }
+{ last = $0 }
+END {
+  if (last !~ /^-- Dump completed/) { print "NO_TRAILER"; exit 3 }
+  printf "{"
+  for (k = 1; k <= n; k++) { name = order[k]; gsub(/["\\]/, "\\\\&", name); printf "%s\"%s\": %d", (k > 1 ? ", " : ""), name, rows[order[k]] }
+  print "}"
+}'
+
+mkfifo "$WORK/stream"
+awk "$COUNTER" < "$WORK/stream" > "$WORK/rows.json" &
+COUNTER_PID=$!
+PIDS+=("$COUNTER_PID")
+
+log "dumping $MYSQL_DATABASE to $SET_DIR/$ARTIFACT ($BACKUP_COMPRESSION)"
+# The pipe runs as a background job in its own process group (set -m) so that a signal to this
+# script (Job deadline, pod deletion) stops every part of it at once, and `wait` lets the trap run.
+set -m
+(
+  set +e
+  {
+    # structure only for the excluded tables first, then everything else with data
+    if [ "${#EXCLUDED[@]}" -gt 0 ]; then
+      "$MYSQLDUMP" --defaults-extra-file="$OPTS" --protocol=TCP --no-data --skip-comments \
+        "${DUMP_ARGS[@]}" "$MYSQL_DATABASE" "${EXCLUDED[@]}" || exit 11
+    fi
+    "$MYSQLDUMP" --defaults-extra-file="$OPTS" --protocol=TCP "${DUMP_ARGS[@]}" "$MYSQL_DATABASE" || exit 12
+  } | tee "$WORK/stream" | "${COMPRESS[@]}" > "$PART"
+  echo "${PIPESTATUS[*]}" > "$WORK/status"
+) &
+PIPE_PID=$!
+set +m
+PIDS+=("-$PIPE_PID")
+wait "$PIPE_PID" || true
+wait "$COUNTER_PID" && COUNTER_RC=0 || COUNTER_RC=$?
+PIDS=()
+
+[ -s "$WORK/status" ] || die "dump pipe did not finish"
+read -r -a STATUS < "$WORK/status"
+[ "${STATUS[0]}" = 0 ] || die "mysqldump failed (status ${STATUS[0]})"
+[ "${STATUS[1]}" = 0 ] || die "tee failed (status ${STATUS[1]})"
+[ "${STATUS[2]}" = 0 ] || die "$BACKUP_COMPRESSION failed (status ${STATUS[2]})"
+[ "$COUNTER_RC" = 0 ] || die "dump has no '-- Dump completed' trailer (row counter status $COUNTER_RC)"
+
+SIZE="$(stat -c %s "$PART")"
+SHA="$(sha256sum "$PART" | cut -d' ' -f1)"
+ROWS="$(cat "$WORK/rows.json")"
+mv -- "$PART" "$SET_DIR/$ARTIFACT"
+
+json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+excluded_json="$(for t in "${EXCLUDED[@]}"; do json_str "$t"; printf ','; done | sed 's/,$//')"
+{
+  printf '{\n'
+  printf '  "kind": "mysql",\n  "stamp": "%s",\n' "$STAMP"
+  printf '  "created": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  printf '  "source": %s,\n' "$(json_str "$BACKUP_SOURCE")"
+  printf '  "artifact": {"name": "%s", "size": %s, "sha256": "%s", "compression": "%s"},\n' \
+    "$ARTIFACT" "$SIZE" "$SHA" "$BACKUP_COMPRESSION"
+  printf '  "mysql": {"server_flavour": "%s", "server_version": %s, "client_version": %s,\n' \
+    "$SERVER_FLAVOUR" "$(json_str "$SERVER_VERSION")" "$(json_str "$CLIENT_VERSION")"
+  printf '            "database": %s, "data_excluded": [%s], "row_counts": "dump-stream",\n' \
+    "$(json_str "$MYSQL_DATABASE")" "$excluded_json"
+  printf '            "tables": %s},\n' "$ROWS"
+  printf '  "complete": true\n}\n'
+} > "$SET_DIR/manifest.json.tmp"
+sync "$SET_DIR/$ARTIFACT" "$SET_DIR/manifest.json.tmp" 2>/dev/null || sync
+mv -- "$SET_DIR/manifest.json.tmp" "$SET_DIR/manifest.json"
+DONE=1
+log "OK $SET_DIR/$ARTIFACT size=$SIZE sha256=$SHA"
