@@ -118,7 +118,7 @@ class MariaDB:
 
     def sql(self, statement: str, database: str | None = None) -> str:
         """Run SQL as root over the socket and return the tab-separated output."""
-        args = ["mysql", "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-B"]
+        args = ["mysql", "--no-defaults", f"--socket={self.socket}", "-uroot", "-N", "-B", "--default-character-set=utf8mb4"]
         if database:
             args.append(database)
         out = subprocess.run(args, input=statement, capture_output=True, text=True)

@@ -1,0 +1,239 @@
+"""MySQL backups against a real MariaDB and a real S3 server (moto): the full round trip,
+killed dumps, corrupted objects and the restore drill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.backup.conftest import FILES, run_script, run_tool
+from tests.backup.servers import MariaDB
+
+SEED = r"""
+CREATE TABLE users (id INT PRIMARY KEY AUTO_INCREMENT, login VARCHAR(64) NOT NULL, note TEXT,
+                    created_at DATETIME NOT NULL) ENGINE=InnoDB;
+CREATE TABLE content_blobs (id INT PRIMARY KEY AUTO_INCREMENT, data LONGBLOB, md5 CHAR(32),
+                            user_id INT, FOREIGN KEY (user_id) REFERENCES users(id)) ENGINE=InnoDB;
+CREATE TABLE sessions (id INT PRIMARY KEY AUTO_INCREMENT, session_id VARCHAR(255), data TEXT) ENGINE=InnoDB;
+CREATE TABLE empty_things (id INT PRIMARY KEY) ENGINE=InnoDB;
+INSERT INTO users (login, note, created_at) VALUES
+  ('alice', 'it''s "quoted" (text),(with) commas; and a \\ backslash', '2026-01-01 10:00:00'),
+  ('bob', 'line one\nline two;', '2026-01-02 11:00:00'),
+  ('carol', NULL, '2026-01-03 12:00:00'),
+  ('dąvid ü 中文', '🙂 utf8mb4', '2026-01-04 13:00:00');
+INSERT INTO content_blobs (data, md5, user_id) VALUES (0x00FF2829273B0A5C, 'x', 1), (REPEAT('ab', 5000), 'y', 2), ('', NULL, NULL);
+INSERT INTO sessions (session_id, data) VALUES ('s1', 'must not be backed up');
+CREATE VIEW user_logins AS SELECT login FROM users;
+"""
+
+
+def seed(db: MariaDB, name: str, bulk_rows: int = 0) -> None:
+    """Create ``name`` with SEEK-like tables (plus ``bulk_rows`` rows of filler)."""
+    db.sql(f"DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    db.sql(SEED, name)
+    if bulk_rows:
+        db.sql(f"""
+            CREATE TABLE bulk (id INT PRIMARY KEY AUTO_INCREMENT, payload VARCHAR(255)) ENGINE=InnoDB;
+            SET SESSION max_recursive_iterations = {bulk_rows + 1};
+            INSERT INTO bulk (payload)
+            WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < {bulk_rows})
+            SELECT CONCAT(SHA2(i, 256), MD5(i), '(x),(y)', SHA2(i * 7, 256)) FROM seq;
+        """, name)
+
+
+def dump(db: MariaDB, database: str, root: Path, **extra: str) -> Path:
+    """Run mysql-backup.sh and return the set directory."""
+    proc = run_script("mysql-backup.sh", {**db.env(database), "BACKUP_ROOT": str(root), **extra})
+    sets = sorted((root / "mysql").iterdir())
+    assert sets, proc.stderr
+    return sets[-1]
+
+
+def tool_env(db: MariaDB) -> dict[str, str]:
+    """Point drill/restore at the test server as root over the socket."""
+    return {"SEEK_BACKUP_MYSQL_SOCKET": str(db.socket), "SEEK_BACKUP_MYSQL_USER": "root"}
+
+
+def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, tool_config, s3, bucket, tmp_path):
+    """dump -> encrypt -> upload -> verify -> download -> decrypt -> restore gives the same CHECKSUM TABLE."""
+    seed(mariadb, "seek_rt", bulk_rows=3000)
+    root = Path(json.loads(tool_config.read_text())["root"])
+    set_dir = dump(mariadb, "seek_rt", root)
+    manifest = json.loads((set_dir / "manifest.json").read_text())
+    assert manifest["complete"] is True and manifest["kind"] == "mysql"
+    assert manifest["mysql"]["server_flavour"] == "mariadb"
+    assert manifest["mysql"]["tables"] == {"sessions": 0, "bulk": 3000, "content_blobs": 3, "empty_things": 0,
+                                           "users": 4}
+    assert manifest["mysql"]["data_excluded"] == ["sessions"]
+
+    run_tool(tool_config, "offsite")
+    assert (set_dir / "uploaded.json").exists()
+    keys = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    art_key = f"seek/mysql/{set_dir.name}/mysql.sql.gz.age"
+    assert set(keys) == {art_key, f"seek/mysql/{set_dir.name}/manifest.json.age"}
+    head = s3.head_object(Bucket=bucket, Key=art_key)
+    assert head["Metadata"]["plaintext-sha256"] == manifest["artifact"]["sha256"]
+    assert int(head["Metadata"]["ciphertext-size"]) == head["ContentLength"]
+    # the bucket cannot read the backup: the object is age ciphertext, not gzip
+    body = s3.get_object(Bucket=bucket, Key=art_key)["Body"].read()
+    assert body.startswith(b"age-encryption.org/v1\n") and b"alice" not in body
+
+    verify = run_tool(tool_config, "verify", "--deep", "--identity",
+                      json.loads(tool_config.read_text())["age"]["identity_file"])
+    assert "FAILED" not in verify.stdout and "ok (downloaded and hashed)" in verify.stdout
+
+    fetched = run_tool(tool_config, "fetch", "--kind", "mysql", "--dest", str(tmp_path / "fetched")).stdout.strip()
+    fetched_art = Path(fetched) / "mysql.sql.gz"
+    assert fetched_art.read_bytes() == (set_dir / "mysql.sql.gz").read_bytes()
+
+    before = mariadb.checksums("seek_rt")
+    run_tool(tool_config, "restore-mysql", "--database", "seek_rt_restored", env=tool_env(mariadb))
+    after = mariadb.checksums("seek_rt_restored")
+    assert set(before) == {"users", "content_blobs", "sessions", "empty_things", "bulk"}
+    assert {k: v for k, v in before.items() if k != "sessions"} == {k: v for k, v in after.items() if k != "sessions"}
+    # sessions: structure restored, data deliberately not backed up
+    assert mariadb.sql("SELECT COUNT(*) FROM sessions", "seek_rt_restored").strip() == "0"
+    assert mariadb.sql("SELECT login FROM user_logins ORDER BY login", "seek_rt_restored").split("\n")[0] == "alice"
+
+    drill = run_tool(tool_config, "drill", env=tool_env(mariadb))
+    assert "drill OK" in drill.stdout and "3007 rows" in drill.stdout
+    assert "seek_drill" not in mariadb.sql("SHOW DATABASES")
+
+
+def test_zstd_set_round_trip_through_local_restore(mariadb, tool_config, tmp_path):
+    """The faster zstd compression produces a set the restore helpers load as well."""
+    seed(mariadb, "seek_zst")
+    root = Path(json.loads(tool_config.read_text())["root"])
+    set_dir = dump(mariadb, "seek_zst", root, BACKUP_COMPRESSION="zstd")
+    assert (set_dir / "mysql.sql.zst").exists()
+    run_tool(tool_config, "restore-mysql", "--local", "--database", "seek_zst_restored", env=tool_env(mariadb))
+    assert mariadb.checksums("seek_zst")["users"] == mariadb.checksums("seek_zst_restored")["users"]
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid`` (from /proc), deepest last."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            continue
+        for child in map(int, children):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_slow_dump(db: MariaDB, root: Path) -> subprocess.Popen:
+    """Start mysql-backup.sh with slow compression so it can be hit midway."""
+    env = {**os.environ, **db.env("seek_kill"), "BACKUP_ROOT": str(root), "BACKUP_COMPRESSION_LEVEL": "9"}
+    proc = subprocess.Popen(["bash", str(FILES / "mysql-backup.sh")], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        parts = list(root.glob("mysql/*/mysql.sql.gz.part"))
+        if parts and parts[0].stat().st_size > 0:
+            return proc
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.02)
+    raise AssertionError("the dump never started writing")
+
+
+def _assert_nothing_left(root: Path, tool_config: Path, s3, bucket: str) -> None:
+    assert not list(root.glob("mysql/*")), f"left behind: {list(root.rglob('*'))}"
+    run_tool(tool_config, "offsite")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+@pytest.mark.parametrize("victim", ["mysqldump", "script"])
+def test_dump_killed_midway_leaves_no_valid_artifact(mariadb, tool_config, s3, bucket, victim):
+    """SIGKILL to mysqldump, or SIGTERM to the script (Job deadline): non-zero, nothing left, nothing uploaded."""
+    seed(mariadb, "seek_kill", bulk_rows=150_000)
+    root = Path(json.loads(tool_config.read_text())["root"])
+    proc = _start_slow_dump(mariadb, root)
+    if victim == "mysqldump":
+        dumps = [p for p in _descendants(proc.pid) if _name(p) in ("mysqldump", "mariadb-dump")]
+        assert dumps, "mysqldump is not running"
+        os.kill(dumps[0], signal.SIGKILL)
+    else:
+        proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "FAILED" in err and "removed partial set" in err
+    _assert_nothing_left(root, tool_config, s3, bucket)
+
+
+def test_dump_without_trailer_fails(mariadb, tool_config, s3, bucket, tmp_path):
+    """A dump that exits 0 but lacks the '-- Dump completed' trailer is a failure."""
+    seed(mariadb, "seek_kill")
+    fake = tmp_path / "truncating-mysqldump"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in *--version*) exec mysqldump --version;; esac\n"
+                    "mysqldump \"$@\" | head -n 30\nexit 0\n")
+    fake.chmod(0o755)
+    root = Path(json.loads(tool_config.read_text())["root"])
+    proc = run_script("mysql-backup.sh", {**mariadb.env("seek_kill"), "BACKUP_ROOT": str(root),
+                                          "MYSQLDUMP": str(fake), "MYSQL_EXCLUDE_DATA": ""}, check=False)
+    assert proc.returncode != 0
+    assert "Dump completed" in proc.stderr
+    _assert_nothing_left(root, tool_config, s3, bucket)
+
+
+def test_wrong_password_fails_cleanly(mariadb, tmp_path):
+    """Wrong MySQL credentials: non-zero, no set directory."""
+    env = {**mariadb.env("seek_rt"), "MYSQL_PASSWORD": "wrong", "BACKUP_ROOT": str(tmp_path)}
+    proc = run_script("mysql-backup.sh", env, check=False)
+    assert proc.returncode != 0 and "cannot connect" in proc.stderr
+    assert not list(tmp_path.glob("mysql/*"))
+
+
+def test_corrupted_object_detected_by_verify_and_drill(mariadb, tool_config, s3, bucket):
+    """One changed byte in the uploaded object: verify --deep and the drill both fail loudly."""
+    seed(mariadb, "seek_corrupt", bulk_rows=2000)
+    root = Path(json.loads(tool_config.read_text())["root"])
+    set_dir = dump(mariadb, "seek_corrupt", root)
+    run_tool(tool_config, "offsite")
+    run_tool(tool_config, "drill", env=tool_env(mariadb))  # sound before the corruption
+
+    key = f"seek/mysql/{set_dir.name}/mysql.sql.gz.age"
+    obj = s3.get_object(Bucket=bucket, Key=key)
+    data = bytearray(obj["Body"].read())
+    data[len(data) // 2] ^= 0x01
+    s3.put_object(Bucket=bucket, Key=key, Body=bytes(data), Metadata=obj["Metadata"])
+    assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == len(data)
+
+    quick = run_tool(tool_config, "verify", check=False)
+    assert quick.returncode == 0, "same size and metadata: the head check cannot see it, --deep must"
+    deep = run_tool(tool_config, "verify", "--deep", check=False)
+    assert deep.returncode == 1
+    assert "FAILED" in deep.stdout and "ciphertext sha256" in deep.stdout
+    drill = run_tool(tool_config, "drill", env=tool_env(mariadb), check=False)
+    assert drill.returncode == 1
+    assert "seek-backup: error:" in drill.stderr and "Traceback" not in drill.stderr
+    assert "seek_drill" not in mariadb.sql("SHOW DATABASES")
+
+
+def test_drill_fails_when_row_counts_differ(mariadb, tool_config, tmp_path):
+    """A manifest whose counts do not match what loads makes the drill fail."""
+    seed(mariadb, "seek_counts")
+    root = Path(json.loads(tool_config.read_text())["root"])
+    set_dir = dump(mariadb, "seek_counts", root)
+    man = json.loads((set_dir / "manifest.json").read_text())
+    man["mysql"]["tables"]["users"] = 5
+    (set_dir / "manifest.json").write_text(json.dumps(man))
+    drill = run_tool(tool_config, "drill", "--local", env=tool_env(mariadb), check=False)
+    assert drill.returncode == 1
+    assert "users: 4 rows after restore, manifest says 5" in drill.stderr

@@ -1,0 +1,465 @@
+"""Command line of the off-site tool: ``python -m seek_backup <command>``.
+
+Commands: offsite, verify, prune, list, fetch, drill, restore-mysql, restore-filestore, summary.
+Every failure ends with one line ``seek-backup: error: ...`` on stderr and a non-zero exit code
+(1 a check failed, 2 configuration, 3 object store unreachable or credentials rejected);
+set SEEK_BACKUP_DEBUG=1 for a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import botocore.exceptions
+
+from . import config as config_mod
+from . import crypto, layout, restore, retention
+from .config import Config
+from .errors import EXIT_CONFIG, EXIT_FAILED, BackupError, ConfigError, IntegrityError
+from .layout import KINDS, LocalSet
+from .storage import Check, RemoteSet, Store, translate
+
+QUIET = False
+
+
+def log(msg: str) -> None:
+    """Progress line on stderr (systemd journal)."""
+    if not QUIET:
+        print(f"seek-backup: {msg}", file=sys.stderr, flush=True)
+
+
+def human_size(n: int) -> str:
+    """1536 -> '1.5 KiB'."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def human_age(when: datetime, now: datetime | None = None) -> str:
+    """Age of a stamp as '3h12m' / '2d4h'."""
+    delta = (now or datetime.now(timezone.utc)) - when
+    secs = max(0, int(delta.total_seconds()))
+    days, rem = divmod(secs, 86400)
+    hours, rem = divmod(rem, 3600)
+    if days:
+        return f"{days}d{hours}h"
+    return f"{hours}h{rem // 60:02d}m"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """Format rows as an aligned plain-text table."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+# ---- helpers shared by commands ----------------------------------------------------------------
+def pick_remote(store: Store, kind: str, stamp: str | None) -> RemoteSet:
+    """The named or newest complete remote set of ``kind``."""
+    sets = [s for s in store.list_sets(kind) if s.complete]
+    if stamp and stamp != "latest":
+        for s in sets:
+            if s.stamp == stamp:
+                return s
+        raise BackupError(f"no complete {kind} backup {stamp} in s3://{store.bucket}/{store.cfg.s3_prefix()}")
+    if not sets:
+        raise BackupError(f"no complete {kind} backup in s3://{store.bucket}/{store.cfg.s3_prefix()}")
+    return sets[-1]
+
+
+def pick_local(cfg: Config, kind: str, stamp: str | None) -> LocalSet:
+    """The named or newest complete local set of ``kind``."""
+    sets = [s for s in layout.local_sets(Path(cfg.root), kind) if s.is_complete()]
+    if stamp and stamp != "latest":
+        sets = [s for s in sets if s.stamp == stamp]
+    if not sets:
+        raise BackupError(f"no complete local {kind} backup{' ' + stamp if stamp else ''} under {cfg.root}")
+    return sets[-1]
+
+
+def source_for(cfg: Config, args: argparse.Namespace, kind: str) -> tuple[str, str, dict[str, Any], Callable]:
+    """(stamp, artifact name, manifest, feeder) for the local or remote set the user asked for."""
+    if getattr(args, "local", False):
+        local = pick_local(cfg, kind, args.stamp)
+        man = local.manifest()
+        path = local.path / man["artifact"]["name"]
+        if layout.sha256_file(path) != man["artifact"]["sha256"]:
+            raise IntegrityError(f"{path}: sha256 differs from its manifest")
+
+        def feed_local(sink: Callable[[bytes], Any]) -> None:
+            with open(path, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    sink(block)
+
+        return local.stamp, man["artifact"]["name"], man, feed_local
+    store = Store(cfg)
+    identities = crypto.load_identities(args.identity or cfg.identity_file)
+    rs = pick_remote(store, kind, args.stamp)
+    man = store.get_manifest(rs.kind, rs.stamp, identities)
+
+    def feed_remote(sink: Callable[[bytes], Any]) -> None:
+        store.stream_artifact(rs, sink, identities, man["artifact"]["sha256"])
+
+    return rs.stamp, man["artifact"]["name"], man, feed_remote
+
+
+def newest_verified(store: Store, sets: list[RemoteSet]) -> tuple[str | None, dict[str, Check]]:
+    """Walk from the newest complete set until one passes the head check."""
+    checks: dict[str, Check] = {}
+    for rs in sorted((s for s in sets if s.complete), key=lambda s: s.stamp, reverse=True):
+        check = store.check_set(rs)
+        checks[rs.stamp] = check
+        if check.ok:
+            return rs.stamp, checks
+    return None, checks
+
+
+# ---- commands -----------------------------------------------------------------------------------
+def cmd_offsite(cfg: Config, args: argparse.Namespace) -> int:
+    """Upload every complete, not yet uploaded local set; then prune."""
+    recipients = crypto.load_recipients(config_mod.recipients(cfg))
+    store = Store(cfg)
+    store.check_access()
+    failures = 0
+    root = Path(cfg.root)
+    for local in layout.local_sets(root, args.kind):
+        if local.uploaded():
+            continue
+        if not local.is_complete():
+            log(f"skipping incomplete set {local.path} (no valid manifest.json or artifact size differs)")
+            continue
+        try:
+            record = store.upload_set(local, recipients, log)
+            local.mark_uploaded(record)
+        except (BackupError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            err = translate(exc, cfg) if not isinstance(exc, BackupError) else exc
+            if isinstance(exc, botocore.exceptions.BotoCoreError) or err.exit_code == 3:
+                raise err from None
+            log(f"FAILED {local.kind}/{local.stamp}: {err}")
+            failures += 1
+    if not args.no_prune:
+        cmd_prune(cfg, argparse.Namespace(kind=args.kind, dry_run=False, where="both"))
+    return EXIT_FAILED if failures else 0
+
+
+def cmd_verify(cfg: Config, args: argparse.Namespace) -> int:
+    """Re-check remote sets; --deep downloads and hashes (and decrypts with an identity)."""
+    store = Store(cfg)
+    identities = crypto.load_identities(args.identity) if args.identity else None
+    sets = store.list_sets(args.kind)
+    if args.stamp:
+        sets = [s for s in sets if s.stamp == args.stamp]
+        if not sets:
+            raise BackupError(f"no remote set with stamp {args.stamp}")
+    if args.newest:
+        newest: dict[str, RemoteSet] = {}
+        for s in sets:
+            newest[s.kind] = s
+        sets = list(newest.values())
+    if not sets:
+        raise BackupError(f"no backups in s3://{store.bucket}/{cfg.s3_prefix()}")
+    bad = 0
+    rows = []
+    for rs in sets:
+        check = store.check_set(rs, deep=args.deep, identities=identities)
+        rows.append([rs.kind, rs.stamp, check.artifact or "-", human_size(check.size), "ok" if check.ok else "FAILED",
+                     check.detail])
+        bad += not check.ok
+    print(table(rows, ["kind", "stamp", "object", "size", "status", "detail"]))
+    if bad:
+        print(f"seek-backup: error: {bad} of {len(sets)} remote set(s) failed verification", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_prune(cfg: Config, args: argparse.Namespace) -> int:
+    """Apply retention remotely and locally; never delete the newest verified backup."""
+    where = getattr(args, "where", "both")
+    parse = layout.parse_stamp
+    now = datetime.now(timezone.utc)
+    for kind in [args.kind] if args.kind else KINDS:
+        protected_remote: str | None = None
+        if where in ("both", "remote"):
+            store = Store(cfg)
+            sets = store.list_sets(kind)
+            protected_remote, _ = newest_verified(store, sets)
+            complete = [s.stamp for s in sets if s.complete]
+            plan = retention.plan(complete, cfg.keep_daily, cfg.keep_weekly, parse,
+                                  [protected_remote] if protected_remote else [])
+            doomed = [s for s in sets if s.stamp in plan.delete]
+            stale = [s for s in sets if not s.complete and s.stamp != protected_remote
+                     and (now - s.when).total_seconds() > cfg.incomplete_max_age_hours * 3600]
+            for rs in doomed + stale:
+                log(f"{'would delete' if args.dry_run else 'deleting'} remote {rs.kind}/{rs.stamp}"
+                    f"{' (incomplete)' if rs in stale else ''}")
+                if not args.dry_run:
+                    store.delete_set(rs)
+        if where in ("both", "local"):
+            locals_ = layout.local_sets(Path(cfg.root), kind)
+            complete_l = [s for s in locals_ if s.is_complete()]
+            uploaded = [s.stamp for s in complete_l if s.uploaded()]
+            # never delete a local set that has not left the host
+            protect = {s.stamp for s in complete_l if not s.uploaded()}
+            if uploaded:
+                protect.add(max(uploaded))
+            plan = retention.plan([s.stamp for s in complete_l], cfg.local_keep_daily, cfg.local_keep_weekly,
+                                  parse, protect)
+            for s in complete_l:
+                if s.stamp in plan.delete:
+                    log(f"{'would delete' if args.dry_run else 'deleting'} local {s.path}")
+                    if not args.dry_run:
+                        layout.remove_set(s)
+            for s in locals_:
+                if not s.is_complete() and s.age_seconds() > cfg.incomplete_max_age_hours * 3600:
+                    log(f"{'would delete' if args.dry_run else 'deleting'} stale incomplete local {s.path}")
+                    if not args.dry_run:
+                        layout.remove_set(s)
+    return 0
+
+
+def cmd_list(cfg: Config, args: argparse.Namespace) -> int:
+    """List remote (default) or local sets."""
+    rows = []
+    if args.local:
+        for s in layout.local_sets(Path(cfg.root), args.kind):
+            ok = s.is_complete()
+            name, size = "-", 0
+            if ok:
+                man = s.manifest()
+                name, size = man["artifact"]["name"], int(man["artifact"]["size"])
+            rows.append([s.kind, s.stamp, name, human_size(size), "complete" if ok else "INCOMPLETE",
+                         "uploaded" if s.uploaded() else "-"])
+        print(table(rows, ["kind", "stamp", "artifact", "size", "state", "off-site"]))
+        return 0
+    store = Store(cfg)
+    for rs in store.list_sets(args.kind):
+        art = rs.artifact or "-"
+        rows.append([rs.kind, rs.stamp, art, human_size(rs.objects.get(art, 0)),
+                     "complete" if rs.complete else "INCOMPLETE"])
+    print(table(rows, ["kind", "stamp", "object", "size", "state"]))
+    return 0
+
+
+def cmd_fetch(cfg: Config, args: argparse.Namespace) -> int:
+    """Download and decrypt a set into ``<dest>/<kind>/<stamp>/`` (a restorable local set)."""
+    store = Store(cfg)
+    identities = crypto.load_identities(args.identity or cfg.identity_file)
+    rs = pick_remote(store, args.kind, args.stamp)
+    man = store.get_manifest(rs.kind, rs.stamp, identities)
+    out_dir = Path(args.dest) / rs.kind / rs.stamp
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / man["artifact"]["name"]
+    part = target.with_name(target.name + ".part")
+    try:
+        with open(part, "wb") as fh:
+            store.stream_artifact(rs, fh.write, identities, man["artifact"]["sha256"])
+        os.replace(part, target)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    layout.write_json_atomic(out_dir / layout.MANIFEST, man)
+    log(f"fetched {rs.kind}/{rs.stamp} into {out_dir} (sha256 verified)")
+    print(out_dir)
+    return 0
+
+
+def apply_mysql_args(cfg: Config, args: argparse.Namespace) -> Config:
+    """Override the MySQL connection settings from command-line options."""
+    for name in ("mysql_host", "mysql_port", "mysql_user", "mysql_socket", "mysql_password_file"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    return cfg
+
+
+def cmd_drill(cfg: Config, args: argparse.Namespace) -> int:
+    """Load the newest (or named) MySQL dump into a throwaway database; compare row counts."""
+    cfg = apply_mysql_args(cfg, args)
+    stamp, artifact, man, feed = source_for(cfg, args, "mysql")
+    expected = {k: int(v) for k, v in man["mysql"]["tables"].items()}
+    counts = restore.drill(cfg, stamp, artifact, feed, expected, log)
+    print(f"drill OK: mysql/{stamp} loaded, {len(counts)} tables, {sum(counts.values())} rows match the manifest")
+    return 0
+
+
+def cmd_restore_mysql(cfg: Config, args: argparse.Namespace) -> int:
+    """Restore a MySQL dump into ``--database`` (recreated unless --no-recreate)."""
+    cfg = apply_mysql_args(cfg, args)
+    stamp, artifact, man, feed = source_for(cfg, args, "mysql")
+    expected = {k: int(v) for k, v in man["mysql"]["tables"].items()}
+    restore.restore_mysql(cfg, args.database, artifact, feed, expected, recreate=not args.no_recreate, log=log)
+    print(f"restored mysql/{stamp} into {args.database}: row counts match the manifest")
+    return 0
+
+
+def cmd_restore_filestore(cfg: Config, args: argparse.Namespace) -> int:
+    """Extract a filestore archive into ``--target``."""
+    stamp, artifact, man, feed = source_for(cfg, args, "filestore")
+    restore.restore_filestore(Path(args.target), artifact, feed, clean=args.clean)
+    print(f"restored filestore/{stamp} into {args.target}")
+    return 0
+
+
+def cmd_summary(cfg: Config, args: argparse.Namespace) -> int:
+    """Newest backup of each kind: artifact, size, sha256, age, status."""
+    store = Store(cfg) if cfg.bucket else None
+    rows, data, bad = [], [], 0
+    for kind in KINDS:
+        local = [s for s in layout.local_sets(Path(cfg.root), kind) if s.is_complete()]
+        remote = store.list_sets(kind) if store else []
+        newest_remote = [s for s in remote if s.complete][-1:] if remote else []
+        stamp = max([s.stamp for s in local] + [s.stamp for s in newest_remote], default=None)
+        if stamp is None:
+            rows.append([kind, "-", "-", "-", "-", "MISSING"])
+            data.append({"kind": kind, "status": "MISSING"})
+            bad += 1
+            continue
+        loc = next((s for s in local if s.stamp == stamp), None)
+        rem = next((s for s in remote if s.stamp == stamp and s.complete), None)
+        art, size, sha = "-", 0, ""
+        status = []
+        if loc:
+            man = loc.manifest()
+            art, size, sha = man["artifact"]["name"], int(man["artifact"]["size"]), man["artifact"]["sha256"]
+            status.append("local")
+        if rem and store:
+            check = store.check_set(rem, deep=args.deep)
+            if not loc:
+                art, size, sha = (rem.artifact or "-").removesuffix(".age"), check.size, check.sha256
+            status.append("off-site verified" if check.ok else f"OFF-SITE FAILED: {check.detail}")
+            bad += not check.ok
+        elif store:
+            status.append("NOT OFF-SITE")
+            bad += 1
+        when = layout.parse_stamp(stamp)
+        rows.append([kind, stamp, art, human_size(size), sha[:16], human_age(when), ", ".join(status)])
+        data.append({"kind": kind, "stamp": stamp, "artifact": art, "size": size, "sha256": sha,
+                     "age_seconds": int((datetime.now(timezone.utc) - when).total_seconds()),
+                     "status": ", ".join(status)})
+    rows = [r if len(r) == 7 else [r[0], r[1], r[2], r[3], r[4], "-", r[5]] for r in rows]
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(table(rows, ["kind", "stamp", "artifact", "size", "sha256", "age", "status"]))
+    return EXIT_FAILED if bad else 0
+
+
+# ---- argument parsing -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    p = argparse.ArgumentParser(prog="seek-backup", description=__doc__.split("\n")[0])
+    p.add_argument("--config", help=f"JSON or INI config (default: $SEEK_BACKUP_CONFIG or {config_mod.DEFAULT_CONFIG})")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def kind_arg(sp: argparse.ArgumentParser, default: str | None = None) -> None:
+        sp.add_argument("--kind", choices=KINDS, default=default)
+
+    def mysql_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--mysql-host", dest="mysql_host")
+        sp.add_argument("--mysql-port", dest="mysql_port", type=int)
+        sp.add_argument("--mysql-user", dest="mysql_user")
+        sp.add_argument("--mysql-socket", dest="mysql_socket")
+        sp.add_argument("--mysql-password-file", dest="mysql_password_file")
+
+    def source_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--stamp", help="YYYYMMDDTHHMMSSZ (default: newest)")
+        sp.add_argument("--identity", help="age identity file (default: identity_file)")
+        sp.add_argument("--local", action="store_true", help="use the local set instead of the bucket")
+
+    sp = sub.add_parser("offsite", help="encrypt, upload and verify new sets, then prune")
+    kind_arg(sp)
+    sp.add_argument("--no-prune", action="store_true")
+    sp.set_defaults(func=cmd_offsite)
+
+    sp = sub.add_parser("verify", help="re-check remote objects (sizes, sha256 metadata)")
+    kind_arg(sp)
+    sp.add_argument("--stamp")
+    sp.add_argument("--newest", action="store_true", help="only the newest set of each kind")
+    sp.add_argument("--deep", action="store_true", help="download and hash the ciphertext")
+    sp.add_argument("--identity", help="with --deep: also decrypt and hash the plaintext")
+    sp.set_defaults(func=cmd_verify)
+
+    sp = sub.add_parser("prune", help="apply retention to remote and local sets")
+    kind_arg(sp)
+    sp.add_argument("--dry-run", action="store_true")
+    sp.add_argument("--where", choices=("both", "remote", "local"), default="both")
+    sp.set_defaults(func=cmd_prune)
+
+    sp = sub.add_parser("list", help="list remote (or --local) sets")
+    kind_arg(sp)
+    sp.add_argument("--local", action="store_true")
+    sp.set_defaults(func=cmd_list)
+
+    sp = sub.add_parser("fetch", help="download and decrypt a set into a directory")
+    kind_arg(sp, "mysql")
+    sp.add_argument("--stamp", help="YYYYMMDDTHHMMSSZ or latest (default)")
+    sp.add_argument("--identity")
+    sp.add_argument("--dest", required=True)
+    sp.set_defaults(func=cmd_fetch)
+
+    sp = sub.add_parser("drill", help="load the newest dump into a throwaway database, compare row counts")
+    source_opts(sp)
+    mysql_opts(sp)
+    sp.set_defaults(func=cmd_drill)
+
+    sp = sub.add_parser("restore-mysql", help="restore a dump into a database")
+    source_opts(sp)
+    mysql_opts(sp)
+    sp.add_argument("--database", required=True)
+    sp.add_argument("--no-recreate", action="store_true", help="load into the existing database as is")
+    sp.set_defaults(func=cmd_restore_mysql)
+
+    sp = sub.add_parser("restore-filestore", help="extract a filestore archive into a directory")
+    source_opts(sp)
+    sp.add_argument("--target", required=True)
+    sp.add_argument("--clean", action="store_true", help="empty the target first")
+    sp.set_defaults(func=cmd_restore_filestore)
+
+    sp = sub.add_parser("summary", help="table of the newest backup of each kind")
+    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--deep", action="store_true")
+    sp.set_defaults(func=cmd_summary)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, run, and turn every failure into one line and an exit code."""
+    global QUIET
+    args = build_parser().parse_args(argv)
+    QUIET = args.quiet
+    cfg: Config | None = None
+    try:
+        cfg = config_mod.load(args.config)
+        return int(args.func(cfg, args))
+    except BackupError as exc:
+        print(f"seek-backup: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+        err = translate(exc, cfg or Config())
+        print(f"seek-backup: error: {err}", file=sys.stderr)
+        if os.environ.get("SEEK_BACKUP_DEBUG"):
+            traceback.print_exc()
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("seek-backup: error: interrupted", file=sys.stderr)
+        return 130
+    except ConfigError as exc:  # pragma: no cover - subclass of BackupError, kept for clarity
+        print(f"seek-backup: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback, for the journal
+        print(f"seek-backup: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        if os.environ.get("SEEK_BACKUP_DEBUG"):
+            traceback.print_exc()
+        return EXIT_FAILED
