@@ -1,0 +1,38 @@
+"""Filter for the backups role: the outcome of a Kubernetes Job object, as one word."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def backup_job_state(job: dict[str, Any]) -> str:
+    """Return ``succeeded``, ``failed`` or ``running`` for a Job as returned by k8s_info.
+
+    A Job is finished only when its ``Complete`` or ``Failed`` condition is ``True``; the interim
+    ``SuccessCriteriaMet``/``FailureTarget`` conditions mean the pods are still being cleaned up.
+    """
+    conditions = (job or {}).get("status", {}).get("conditions") or []
+    for condition in conditions:
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return "succeeded"
+        if condition.get("type") == "Failed":
+            return "failed"
+    return "running"
+
+
+def backup_job_detail(job: dict[str, Any]) -> str:
+    """Return the reason and message of a failed Job's condition, or an empty string."""
+    for condition in (job or {}).get("status", {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": ")
+    return ""
+
+
+class FilterModule:
+    """Ansible filters: ``backup_job_state`` and ``backup_job_detail``."""
+
+    def filters(self) -> dict[str, Any]:
+        """Return the filters this module provides."""
+        return {"backup_job_state": backup_job_state, "backup_job_detail": backup_job_detail}
