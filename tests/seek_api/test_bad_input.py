@@ -1,0 +1,78 @@
+"""Bad input fails in the validation pre-tasks, before any API call, naming the variable.
+
+The kubeconfig points at a closed port: if any task talked to the API before the validation
+failed, the failure would be a connection error rather than the validation message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.render.harness import CONFIGS, make_inventory, run_playbooks
+
+UNREACHABLE_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+  - name: nowhere
+    cluster:
+      server: https://127.0.0.1:1
+      insecure-skip-tls-verify: true
+contexts:
+  - name: nowhere
+    context: {cluster: nowhere, user: nobody}
+current-context: nowhere
+users:
+  - name: nobody
+    user: {token: not-a-token}
+"""
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PLATFORM = REPO_ROOT / "playbooks" / "platform.yml"
+SEEK = REPO_ROOT / "playbooks" / "seek.yml"
+
+CASES = [
+    ("no-ingress-host", SEEK, {"seek_ingress_host": ""}, {}, "seek_ingress_host"),
+    ("bad-ingress-host", SEEK, {"seek_ingress_host": "Not A Host"}, {}, "seek_ingress_host"),
+    ("unknown-tls-mode-seek", SEEK, {"seek_tls": "letsencrypt"}, {}, "seek_tls"),
+    ("unknown-tls-mode-platform", PLATFORM, {"seek_tls": "letsencrypt"}, {}, "seek_tls"),
+    ("tls-secret-unnamed", SEEK, {"seek_tls": "secret"}, {}, "seek_tls_secret_name"),
+    ("rwx-on-local-path", SEEK, {"seek_filestore_access_mode": "ReadWriteMany"}, {},
+     "seek_filestore_access_mode"),
+    ("rwx-cache-on-local-path", SEEK, {"seek_cache_access_mode": "ReadWriteMany"}, {},
+     "seek_cache_access_mode"),
+    ("zero-web-replicas", SEEK, {"seek_web_replicas": 0}, {}, "seek_web_replicas"),
+    ("negative-web-replicas", SEEK, {"seek_web_replicas": -1}, {}, "seek_web_replicas"),
+    ("zero-puma-workers", SEEK, {"seek_puma_workers": 0}, {}, "seek_puma_workers"),
+    ("unpinned-seek-image", SEEK, {"seek_image": "fairdom/seek:main"}, {}, "seek_image"),
+    ("unpinned-mysql-image", SEEK, {"mysql_image": "mysql:latest"}, {}, "mysql_image"),
+    ("acme-without-email", PLATFORM, {"seek_tls": "cert-manager"}, {}, "tls_acme_email"),
+    ("nfs-without-server", PLATFORM, {}, {"storage_backend": "nfs"}, "nfs_server_host"),
+    ("unknown-ingress-controller", PLATFORM, {}, {"ingress_controller": "haproxy"},
+     "ingress_controller"),
+]
+
+
+@pytest.mark.parametrize(("case", "playbook", "extra", "cluster", "variable"), CASES,
+                         ids=[case[0] for case in CASES])
+def test_bad_input_fails_before_any_api_call(tmp_path: Path, case: str, playbook: Path,
+                                             extra: dict, cluster: dict, variable: str) -> None:
+    """The run fails in a Validate task with a message naming the variable."""
+    base = CONFIGS["single-localpath-nginx-notls"]
+    config = type(base)(name=case, cluster={**base.cluster, **cluster}, extra=base.extra)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
+    inventory = make_inventory(tmp_path, config, kubeconfig=kubeconfig)
+    result = run_playbooks(inventory, {**config.extra, **extra}, playbooks=[playbook])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    failed = [line for line in output.splitlines() if line.startswith("fatal:")]
+    assert failed, output[-3000:]
+    assert variable in output.split("fatal:", 1)[1], output[-3000:]
+    # The failing task is a validation task and no API-facing task ran before it.
+    assert "Validate |" in output.rsplit("TASK [", 1)[1].split("]", 1)[0], output[-3000:]
+    for marker in ("Objects |", "Namespace |", "Cert manager |", "Connection refused",
+                   "Max retries exceeded"):
+        assert marker not in output, f"{marker!r} appeared before validation failed"
