@@ -1,0 +1,59 @@
+"""Bad settings stop playbooks/backups.yml in its first (validation) play, before any API call
+or SSH connection, with a message that names the variable to change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.backup_k8s.helpers import REPO, run_playbook
+
+# (extra vars, text the failure message must contain)
+BAD = {
+    "unknown-storage-backend": ({"storage_backend": "ceph"}, "backups_storage_backend must be local-path or nfs"),
+    "deadline-equal-interval": ({"backups_mysql_active_deadline_seconds": 86400},
+                                "backups_mysql_active_deadline_seconds"),
+    "deadline-above-interval": ({"backups_etcd_schedule": "*/10 * * * *"}, "backups_etcd_active_deadline_seconds"),
+    "invalid-schedule": ({"backups_filestore_schedule": "61 * * * *"}, "backups_filestore_schedule must be"),
+    "unpinned-image": ({"mysql_image": "mysql:latest"}, "backups_mysql_image must name an image pinned"),
+    "untagged-image": ({"backups_filestore_image": "debian"}, "backups_filestore_image must name an image pinned"),
+    "failed-history-zero": ({"backups_failed_jobs_history_limit": 0}, "backups_failed_jobs_history_limit"),
+    "root-backup-uid": ({"backup_uid": 0}, "backups_run_as_user"),
+    "nfs-without-server": ({"storage_backend": "nfs", "nfs_server_host": ""}, "backups_nfs_server"),
+    "retention-below-one": ({"backup_keep_daily": 0}, "backup_host_keep_daily (backup_keep_daily) must be at least 1"),
+    "local-retention-zero": ({"backup_local_keep_daily": 0}, "backup_host_local_keep_daily"),
+    "bucket-without-recipient": ({"backup_s3_bucket": "seek-backups", "vault_backup_s3_access_key": "a",
+                                  "vault_backup_s3_secret_key": "b"}, "backup_host_age_recipients"),
+    "secret-key-as-recipient": ({"backup_s3_bucket": "seek-backups", "vault_backup_s3_access_key": "a",
+                                 "vault_backup_s3_secret_key": "b",
+                                 "backup_age_recipients": ["AGE-SECRET-KEY-1QQQQ"]}, "never an AGE-SECRET-KEY"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_setting_fails_before_any_change(case: str, tmp_path: Path) -> None:
+    """The validation play fails, naming the variable; no task of a later play ran."""
+    extra, message = BAD[case]
+    # An API server that does not exist: reaching it would fail differently.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    result = run_playbook(REPO / "playbooks" / "backups.yml", tmp_path,
+                          {"cluster_kubeconfig": str(kubeconfig), **extra})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert message in output, f"expected {message!r} in:\n{output[-4000:]}"
+    assert "Off-site tool and timer on the backup host" not in output, "a later play ran"
+    assert "Backup CronJobs ***" not in output, "a later play ran"
+
+
+def test_good_settings_pass_validation(tmp_path: Path) -> None:
+    """The same playbook with the defaults gets past validation (then stops: node-a is not reachable)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    result = run_playbook(REPO / "playbooks" / "backups.yml", tmp_path,
+                          {"cluster_kubeconfig": str(kubeconfig), "ansible_host": "127.0.0.1",
+                           "ansible_port": "1", "ansible_ssh_common_args": "-o ConnectTimeout=2"})
+    output = result.stdout + result.stderr
+    assert "Off-site tool and timer on the backup host" in output, output[-4000:]
+    assert "UNREACHABLE" in output
