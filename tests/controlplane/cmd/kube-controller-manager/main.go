@@ -1,0 +1,18 @@
+// Command kube-controller-manager is the Kubernetes controller manager of k8s.io/kubernetes,
+// built for the tests.
+package main
+
+import (
+	"os"
+	_ "time/tzdata" // CronJob timeZone needs the zone database
+
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	"k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+func main() {
+	os.Exit(cli.Run(app.NewControllerManagerCommand()))
+}
