@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from kubernetes import client
 
@@ -37,7 +39,8 @@ def test_serviceaccount_denied_then_allowed_by_role(kube_api: KubeAPI) -> None:
     with pytest.raises(client.ApiException) as denied:
         as_sa.list_namespaced_pod(ns)
     assert denied.value.status == 403
-    assert 'User "system:serviceaccount:rbac-test:backup" cannot list resource "pods"' in denied.value.body
+    message = json.loads(denied.value.body)["message"]
+    assert 'User "system:serviceaccount:rbac-test:backup" cannot list resource "pods"' in message
 
     apply(kube_api, {
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",

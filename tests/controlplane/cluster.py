@@ -40,6 +40,9 @@ BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 # Stop order: the reverse of the start order.
 PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager")
 SERVICE_CIDR = "10.96.0.0/16"
+# Bump when build() changes how the binaries are built: it is part of the cache key.
+BUILD_RECIPE = "2: CGO_ENABLED=0 -trimpath -ldflags='-s -w' + version stamps"
+VERSION_PACKAGES = ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
 DEFAULT_PORTS = {"etcd": 12379, "etcd_peer": 12380, "apiserver": 16443, "controller_manager": 20257}
 
 
@@ -62,8 +65,8 @@ def cache_root() -> Path:
 
 
 def build_key() -> str:
-    """Return the sha256 that keys the build cache: go.sum, go.mod and our main packages."""
-    digest = hashlib.sha256()
+    """Return the sha256 that keys the build cache: go.sum, go.mod, our mains, the recipe."""
+    digest = hashlib.sha256(BUILD_RECIPE.encode() + b"\0")
     files = [MODULE_DIR / "go.sum", MODULE_DIR / "go.mod", *sorted((MODULE_DIR / "cmd").rglob("*.go"))]
     for path in files:
         digest.update(str(path.relative_to(MODULE_DIR)).encode() + b"\0")
@@ -93,6 +96,25 @@ def find_go() -> str | None:
     return None
 
 
+def version_ldflags(go: str) -> str:
+    """Return -X flags that stamp the k8s.io/kubernetes module version into the binaries.
+
+    Upstream's build scripts stamp it from git; without them the binaries would report
+    v0.0.0-master, which kubectl cannot parse. The build date is the module's release time.
+    """
+    listed = subprocess.run([go, "list", "-m", "-json", "k8s.io/kubernetes"], cwd=MODULE_DIR,
+                            capture_output=True, text=True, check=False)
+    if listed.returncode != 0:
+        raise ControlPlaneError(f"`go list -m k8s.io/kubernetes` failed:\n{listed.stderr}")
+    module = json.loads(listed.stdout)
+    version = module["Version"]
+    major, minor = version.lstrip("v").split(".")[:2]
+    stamps = {"gitVersion": version, "gitMajor": major, "gitMinor": minor, "gitCommit": "",
+              "gitTreeState": "clean", "buildDate": module.get("Time", "1970-01-01T00:00:00Z")}
+    return " ".join(f"-X {package}.{name}={value}" for package in VERSION_PACKAGES
+                    for name, value in stamps.items())
+
+
 def build(log=print) -> Path:
     """Build the binaries into the cache unless they are already there; return the bin dir.
 
@@ -116,7 +138,8 @@ def build(log=print) -> Path:
         staging = target.parent / f"bin.partial-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         env = dict(os.environ, CGO_ENABLED="0", GOFLAGS="-trimpath -buildvcs=false")
-        command = ["nice", go, "build", "-ldflags=-s -w", "-o", f"{staging}/", "./cmd/..."]
+        ldflags = f"-s -w {version_ldflags(go)}"
+        command = ["nice", go, "build", f"-ldflags={ldflags}", "-o", f"{staging}/", "./cmd/..."]
         log_path = target.parent / "build.log"
         log(f"controlplane: building {', '.join(BINARIES)} into {target} (log: {log_path}); "
             "a cold build takes a while")
@@ -306,6 +329,7 @@ class ControlPlane:
     ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
     binaries: Path | None = None
     pids: dict[str, int] = field(default_factory=dict)
+    _children: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.state_dir = Path(self.state_dir).resolve()
@@ -468,13 +492,15 @@ class ControlPlane:
                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                        cwd=self.state_dir, start_new_session=True)
         self.pids[name] = process.pid
+        self._children[name] = process
         self._save()
 
     def _wait(self, name: str, probe, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _pid_alive(self.pids[name], name):
-                raise ControlPlaneError(f"{name} exited during start-up:\n{self.log_tail(name)}")
+            if self._children[name].poll() is not None:
+                raise ControlPlaneError(f"{name} exited with code {self._children[name].returncode} "
+                                        f"during start-up:\n{self.log_tail(name)}")
             if probe():
                 return
             time.sleep(0.3)
@@ -525,28 +551,40 @@ class ControlPlane:
 
     # -- stop ------------------------------------------------------------------------------
     def stop(self, timeout: float = 30.0, log=print) -> None:
-        """Stop every process this control plane started (by pid, newest first)."""
+        """Stop every process this control plane started (by pid, newest first).
+
+        SIGTERM first, SIGKILL after `timeout` seconds. Processes started by this Python
+        process are waited for; processes recorded by another one (the command line) are
+        recognised by pid and binary name, so a recycled pid is never signalled.
+        """
         for name in reversed(list(self.pids)):
             pid = self.pids[name]
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)  # reap it if it already exited as our child
+            child = self._children.get(name)
+            if child is not None:
+                if child.poll() is None:
+                    child.terminate()
+                    try:
+                        child.wait(timeout)
+                    except subprocess.TimeoutExpired:
+                        log(f"controlplane: {name} (pid {pid}) ignored SIGTERM, killing it")
+                        child.kill()
+                        child.wait()
+                    log(f"controlplane: stopped {name} (pid {pid})")
+                continue
             if not _pid_alive(pid, name):
                 continue
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while _pid_alive(pid, name) and time.monotonic() < deadline:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
                 time.sleep(0.1)
             if _pid_alive(pid, name):
                 log(f"controlplane: {name} (pid {pid}) ignored SIGTERM, killing it")
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
             log(f"controlplane: stopped {name} (pid {pid})")
         self.pids = {}
+        self._children = {}
         if self.state_dir.exists():
             self._save()
 
