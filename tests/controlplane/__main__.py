@@ -32,6 +32,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log(message: str) -> None:
+    """Progress goes to stderr, so that stdout carries only the command's result."""
+    print(message, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return the exit code (1 with a message on any control plane error)."""
     args = _parser().parse_args(argv)
@@ -40,25 +45,25 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             started = time.monotonic()
             was_built = cluster.is_built()
-            path = cluster.build()
+            path = cluster.build(log=_log)
             print(f"controlplane: binaries in {path}"
                   + (" (cached)" if was_built else f" (built in {time.monotonic() - started:.0f}s)"))
         elif args.command == "bin-dir":
             print(cluster.bin_dir())
         elif args.command == "start":
             if args.build:
-                cluster.build()
+                cluster.build(log=_log)
             ports = {"apiserver": args.api_port, "etcd": args.etcd_port,
                      "etcd_peer": args.etcd_peer_port,
                      "controller_manager": args.controller_manager_port}
             plane = cluster.ControlPlane(state_dir=state_dir, ports=ports)
-            plane.start(timeout=args.timeout)
+            plane.start(timeout=args.timeout, log=_log)
             print(json.dumps(plane.status(), indent=2))
         elif args.command == "stop":
             if not (state_dir / "state.json").exists():
                 print(f"controlplane: nothing recorded in {state_dir}, nothing to stop")
                 return 0
-            cluster.ControlPlane.load(state_dir).stop()
+            cluster.ControlPlane.load(state_dir).stop(log=print)
         elif args.command == "status":
             plane = cluster.ControlPlane.load(state_dir)
             status = plane.status()
