@@ -1,0 +1,100 @@
+"""The backups role against a real kube-apiserver + kube-controller-manager (tests/controlplane):
+it converges, a second run changes nothing, and backup.yml's Job creation is accepted — the Pods
+of the Jobs in SEEK's namespace pass the `restricted` Pod Security admission."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.api.helpers import apply, eventually, get_json
+from tests.backup_k8s.helpers import recap, run_playbook
+from tests.controlplane.fixture import KubeAPI
+
+pytestmark = pytest.mark.controlplane
+
+CONVERGE = textwrap.dedent("""\
+    - name: Converge the backups role
+      hosts: controller
+      gather_facts: false
+      roles:
+        - role: backups
+    """)
+
+RUN = textwrap.dedent("""\
+    - name: Create a Job from every backup CronJob (backup.yml's first play, without waiting)
+      hosts: controller
+      gather_facts: false
+      tasks:
+        - name: Trigger the backup Jobs
+          ansible.builtin.include_role:
+            name: backups
+            tasks_from: run.yml
+        - name: Write the results for the test
+          ansible.builtin.copy:
+            content: "{{ backups_run_results | to_json }}"
+            dest: "{{ results_file }}"
+            mode: "0600"
+    """)
+
+NAMESPACE = "seek"
+
+
+def restricted_namespace(kube_api: KubeAPI) -> None:
+    """SEEK's namespace as the seek role makes it: Pod Security `restricted` enforced."""
+    labels = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
+    labels.update({f"pod-security.kubernetes.io/{mode}-version": "v1.34" for mode in ("enforce", "audit", "warn")})
+    apply(kube_api, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE, "labels": labels}})
+
+
+def test_backups_role_converges_idempotently_and_jobs_are_accepted(kube_api: KubeAPI, tmp_path: Path) -> None:
+    """Converge twice (changed=0 the second time); a Job from each CronJob is created and its Pod admitted."""
+    restricted_namespace(kube_api)
+    evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backups_run_wait": False}
+    converge = tmp_path / "converge.yml"
+    converge.write_text(CONVERGE)
+
+    first = run_playbook(converge, tmp_path, evars)
+    assert first.returncode == 0, first.stdout[-5000:] + first.stderr[-2000:]
+    assert recap(first.stdout)["changed"] > 0
+    second = run_playbook(converge, tmp_path, evars)
+    assert second.returncode == 0, second.stdout[-5000:]
+    assert recap(second.stdout)["changed"] == 0, f"second run changed something:\n{second.stdout[-5000:]}"
+
+    cronjobs = {c["metadata"]["name"]: c for c in get_json(kube_api, "cronjobs", "-A")["items"]}
+    for name in ("seek-backup-etcd", "seek-backup-mysql", "seek-backup-filestore", "seek-backup-drill"):
+        assert name in cronjobs, f"CronJob {name} missing"
+        assert cronjobs[name]["spec"]["concurrencyPolicy"] == "Forbid"
+    assert cronjobs["seek-backup-etcd"]["metadata"]["namespace"] == "kube-system"
+    assert get_json(kube_api, "pvc", "-n", NAMESPACE, "seek-backups")["spec"]["volumeName"] == "seek-backups"
+
+    run = tmp_path / "run.yml"
+    run.write_text(RUN)
+    triggered = run_playbook(run, tmp_path, {**evars, "results_file": str(tmp_path / "results.json")})
+    assert triggered.returncode == 0, triggered.stdout[-5000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(r["kind"] for r in results) == ["drill", "etcd", "filestore", "mysql"], triggered.stdout[-6000:]
+    assert {r["status"] for r in results} == {"created"}, results
+
+    jobs = get_json(kube_api, "jobs", "-A", "-l", "seek-k3s/run")["items"]
+    assert len(jobs) == 4
+    for job in jobs:
+        owner = job["metadata"]["ownerReferences"][0]
+        assert owner["kind"] == "CronJob" and owner["name"] == job["metadata"]["name"].split("-run-")[0]
+        assert job["spec"]["activeDeadlineSeconds"] > 0
+
+    # The job controller creates the Pods; admission (restricted in SEEK's namespace) must let them in.
+    def pods_created() -> bool:
+        pods = get_json(kube_api, "pods", "-A", "-l", "app.kubernetes.io/component=backup")["items"]
+        return len({p["metadata"]["labels"].get("job-name") for p in pods}) == 4
+
+    try:
+        eventually(pods_created, timeout=60, what="a Pod for each backup Job")
+    except AssertionError:
+        events = kube_api.run_kubectl("get", "events", "-A", "--field-selector", "reason=FailedCreate",
+                                      "-o", "custom-columns=NS:.metadata.namespace,MSG:.message",
+                                      check=False).stdout
+        raise AssertionError(f"backup Pods were not admitted:\n{events}") from None
