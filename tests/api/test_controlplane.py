@@ -62,3 +62,24 @@ def test_start_without_a_build_says_so(tmp_path) -> None:
     plane = cluster.ControlPlane(state_dir=tmp_path / "cp", binaries=tmp_path / "no-bin")
     with pytest.raises(cluster.ControlPlaneError, match="not built .*tests.controlplane build"):
         plane.start()
+
+
+def test_failed_start_stops_what_it_started(kube_api: KubeAPI, tmp_path) -> None:
+    """A component that dies during start-up stops the ones already started, and says why."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name in ("etcd", "kube-controller-manager", "kubectl"):
+        (fake_bin / name).symlink_to(kube_api.plane.binaries / name)
+    broken = fake_bin / "kube-apiserver"
+    broken.write_text("#!/bin/sh\necho 'simulated failure: bad flag' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    names = ("etcd", "etcd_peer", "apiserver", "controller_manager")
+    plane = cluster.ControlPlane(state_dir=tmp_path / "cp", binaries=fake_bin,
+                                 ports=dict(zip(names, cluster.free_ports(len(names)))))
+    with pytest.raises(cluster.ControlPlaneError,
+                       match="(?s)kube-apiserver exited with code 3.*simulated failure"):
+        plane.start(timeout=60)
+    assert "etcd: ready" in (tmp_path / "cp" / "logs" / "etcd.log").read_text(), "etcd never started"
+    recorded = json.loads((tmp_path / "cp" / "state.json").read_text())
+    assert recorded["pids"] == {}
+    assert not cluster.port_in_use(plane.ports["etcd"]), "etcd was left running"

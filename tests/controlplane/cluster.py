@@ -404,7 +404,8 @@ class ControlPlane:
             if any(previous.running().values()):
                 raise ControlPlaneError(
                     f"a control plane recorded in {self.state_dir} is still running "
-                    f"(pids {previous.pids}); run `python -m tests.controlplane stop` first")
+                    f"(pids {previous.pids}); run `python -m tests.controlplane stop "
+                    f"--state-dir {self.state_dir}` first")
         busy = {name: port for name, port in self.ports.items() if port_in_use(port)}
         if busy:
             raise ControlPlaneError(

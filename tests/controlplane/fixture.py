@@ -49,6 +49,13 @@ class KubeAPI:
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses kube_api `controlplane`, so `-m "not controlplane"` skips them."""
+    for item in items:
+        if "kube_api" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.controlplane)
+
+
 @pytest.fixture(scope="session")
 def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
     """A running etcd + kube-apiserver + kube-controller-manager, stopped after the session.
