@@ -15,6 +15,8 @@
 #   ETCDCTL_KEY        client key (default: /var/lib/rancher/k3s/server/tls/etcd/client.key)
 #   ETCDCTL_DIAL_TIMEOUT (default: 10s)
 #   ETCDCTL, ETCDUTL   binaries (default: etcdctl, etcdutl if installed)
+#   SNAPSHOT_TIMEOUT   seconds before a hanging `snapshot save` is killed (default: 300; etcdctl
+#                      itself waits forever on an unreachable endpoint)
 #   BACKUP_ROOT        backup volume root (default: /var/backups/seek-k3s)
 #   BACKUP_SOURCE      free text recorded as "source" (default: etcd:ENDPOINTS)
 #   BACKUP_STAMP       override the UTC stamp YYYYMMDDTHHMMSSZ
@@ -31,6 +33,7 @@ TLS=/var/lib/rancher/k3s/server/tls/etcd
 : "${ETCDCTL_KEY:=$TLS/client.key}"
 : "${ETCDCTL_DIAL_TIMEOUT:=10s}"
 : "${ETCDCTL:=etcdctl}"
+: "${SNAPSHOT_TIMEOUT:=300}"
 : "${BACKUP_ROOT:=/var/backups/seek-k3s}"
 : "${BACKUP_SOURCE:=etcd:${ETCDCTL_ENDPOINTS}}"
 export ETCDCTL_API ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY ETCDCTL_DIAL_TIMEOUT
@@ -52,11 +55,13 @@ SET_DIR="$BACKUP_ROOT/etcd/$STAMP"
 DONE=0
 SET_CREATED=
 CHILD=
+WATCHDOG=
 
 cleanup() {
   rc=$?
   trap - EXIT INT TERM HUP
   [ -n "$CHILD" ] && kill "$CHILD" 2>/dev/null || true
+  [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null || true
   if [ "$DONE" != 1 ]; then
     [ -n "$SET_CREATED" ] && rm -rf -- "$SET_DIR"
     log "FAILED (exit $rc): removed partial set $SET_DIR"
@@ -75,8 +80,13 @@ PART="$SET_DIR/etcd.db.part"
 log "snapshot of $ETCDCTL_ENDPOINTS to $SET_DIR/etcd.db"
 "$ETCDCTL" snapshot save "$PART" >&2 &
 CHILD=$!
-wait "$CHILD" || die "etcdctl snapshot save failed"
+# watchdog: etcdctl never gives up on an unreachable endpoint
+( sleep "$SNAPSHOT_TIMEOUT" && kill "$CHILD" 2>/dev/null ) &
+WATCHDOG=$!
+wait "$CHILD" || die "etcdctl snapshot save failed (or took longer than ${SNAPSHOT_TIMEOUT}s)"
 CHILD=
+kill "$WATCHDOG" 2>/dev/null || true
+WATCHDOG=
 
 if [ -n "${ETCDUTL:-}" ]; then
   STATUS="$("$ETCDUTL" snapshot status "$PART" -w json)" || die "etcdutl snapshot status failed"

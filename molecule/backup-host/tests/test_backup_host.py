@@ -1,0 +1,77 @@
+"""Outcomes of the backup_host role on the systemd container of the `backup-host` scenario."""
+
+import json
+import os
+
+import testinfra.utils.ansible_runner
+
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
+HOSTS = RUNNER.get_hosts("backup_hosts")
+ROOT = "/var/backups/seek-k3s"
+PY = "/opt/seek-backup/venv/bin/python"
+TOOL = f"SEEK_BACKUP_CONFIG=/etc/seek-backup/config.json PYTHONPATH=/opt/seek-backup/lib {PY} -m seek_backup"
+
+
+def pytest_generate_tests(metafunc):
+    """Run each test on the backup host."""
+    if "name" in metafunc.fixturenames:
+        metafunc.parametrize("name", HOSTS)
+
+
+def host(name):
+    """A testinfra host reached the way molecule reaches it."""
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+def test_backup_root_belongs_to_the_backup_uid_only(name):
+    root = host(name).file(ROOT)
+    assert root.is_directory
+    assert (root.uid, root.gid, root.mode) == (10001, 10001, 0o770)
+
+
+def test_config_is_private_and_holds_no_private_key(name):
+    cfg = host(name).file("/etc/seek-backup/config.json")
+    assert (cfg.user, cfg.mode) == ("root", 0o600)
+    assert host(name).file("/etc/seek-backup").mode == 0o700
+    data = json.loads(cfg.content_string)
+    assert data["root"] == ROOT and data["local_keep_daily"] == 2 and data["keep_daily"] == 7
+    assert "AGE-SECRET-KEY" not in cfg.content_string
+
+
+def test_tool_runs_from_its_virtualenv(name):
+    h = host(name)
+    assert h.run(f"{PY} -c 'import boto3, pyrage'").rc == 0
+    result = h.run(f"{TOOL} --help")
+    assert result.rc == 0 and "offsite" in result.stdout
+
+
+def test_timer_is_enabled_and_scheduled(name):
+    h = host(name)
+    timer = h.service("seek-backup-offsite.timer")
+    assert timer.is_enabled and timer.is_running
+    unit = h.file("/etc/systemd/system/seek-backup-offsite.timer").content_string
+    assert "OnCalendar=*-*-* 03:45:00" in unit and "Persistent=true" in unit
+
+
+def test_one_pass_applies_the_local_retention(name):
+    """Without a bucket no complete set has left the host, so the pass keeps all four; the stale
+    incomplete set (no manifest, older than a day) is removed."""
+    h = host(name)
+    script = f"""
+set -e
+for stamp in 20260101T013000Z 20260102T013000Z 20260103T013000Z 20260104T013000Z; do
+  d={ROOT}/mysql/$stamp; mkdir -p $d; printf 'dump' > $d/mysql.sql.gz
+  sha=$(sha256sum $d/mysql.sql.gz | cut -d' ' -f1)
+  printf '{{"kind": "mysql", "stamp": "%s", "artifact": {{"name": "mysql.sql.gz", "size": 4, "sha256": "%s",
+    "compression": "gzip"}}, "mysql": {{"tables": {{}}}}, "complete": true}}' $stamp $sha > $d/manifest.json
+done
+mkdir -p {ROOT}/mysql/20251231T013000Z; printf 'part' > {ROOT}/mysql/20251231T013000Z/mysql.sql.gz.part
+chown -R 10001:10001 {ROOT}/mysql
+systemctl start seek-backup-offsite.service
+ls {ROOT}/mysql
+"""
+    result = h.run(f"bash -c {json.dumps(script)}")
+    assert result.rc == 0, result.stderr + h.run("journalctl -u seek-backup-offsite --no-pager -n 30").stdout
+    kept = sorted(result.stdout.split())
+    assert kept == ["20260101T013000Z", "20260102T013000Z", "20260103T013000Z", "20260104T013000Z"], kept
