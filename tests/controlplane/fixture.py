@@ -8,6 +8,7 @@ in a temporary directory and stops it at the end of the session.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -73,4 +74,7 @@ def kube_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPI]:
     try:
         yield KubeAPI(plane)
     finally:
+        # Kept for the record (resident memory after the session's work), then stopped.
+        (plane.state_dir / "status-at-stop.json").write_text(
+            json.dumps(plane.status(), indent=2) + "\n", encoding="utf-8")
         plane.stop(log=lambda *_: None)
