@@ -9,6 +9,7 @@ in a temporary directory and stops it at the end of the session.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,7 +30,11 @@ class KubeAPI:
         self.kubeconfig: Path = plane.kubeconfig
         self.kubectl: Path = plane.kubectl
         self.server: str = plane.server
-        self.env: dict[str, str] = plane.env
+        env = plane.env
+        # The venv's bin first after kubectl: ansible-playbook, ansible-galaxy, molecule.
+        venv_bin = str(Path(sys.executable).parent)
+        env["PATH"] = f"{plane.binaries}{os.pathsep}{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+        self.env: dict[str, str] = env
 
     def run_kubectl(self, *args: str, check: bool = True, input: str | None = None
                     ) -> subprocess.CompletedProcess:
