@@ -83,3 +83,19 @@ def test_failed_start_stops_what_it_started(kube_api: KubeAPI, tmp_path) -> None
     recorded = json.loads((tmp_path / "cp" / "state.json").read_text())
     assert recorded["pids"] == {}
     assert not cluster.port_in_use(plane.ports["etcd"]), "etcd was left running"
+
+
+def test_build_without_go_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """What the kube_api fixture prints as its skip reason when Go is missing."""
+    monkeypatch.setenv("SEEK_K3S_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(cluster, "find_go", lambda: None)
+    assert not cluster.is_built()
+    with pytest.raises(cluster.GoMissingError, match="Go >= 1.21 is not installed"):
+        cluster.build(log=lambda *_: None)
+
+
+def test_build_is_a_no_op_when_cached(kube_api: KubeAPI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached build is reused without calling Go at all."""
+    monkeypatch.setattr(cluster, "find_go", lambda: pytest.fail("build() looked for Go"))
+    assert cluster.build(log=lambda *_: None) == kube_api.plane.binaries
+    assert kube_api.plane.binaries.parent.name == cluster.build_key()

@@ -85,13 +85,22 @@ def is_built(directory: Path | None = None) -> bool:
     return all(os.access(directory / name, os.X_OK) for name in BINARIES)
 
 
+def _go_version(go: str) -> tuple[int, int]:
+    """Return (major, minor) of a go command, (0, 0) when it cannot tell."""
+    try:
+        out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True,
+                             timeout=60, check=False).stdout.strip()
+        major, minor = out.removeprefix("go").split(".")[:2]
+        return int(major), int(minor)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return (0, 0)
+
+
 def find_go() -> str | None:
-    """Return the path of the go command, or None when Go is not installed."""
-    found = shutil.which("go")
-    if found:
-        return found
-    for candidate in ("/usr/local/go/bin/go", "/usr/lib/go/bin/go"):
-        if os.access(candidate, os.X_OK):
+    """Return a go command new enough for go.mod (>= 1.21 switches toolchains by itself)."""
+    candidates = [shutil.which("go"), "/usr/local/go/bin/go", "/usr/lib/go/bin/go"]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK) and _go_version(candidate) >= (1, 21):
             return candidate
     return None
 
@@ -127,8 +136,10 @@ def build(log=print) -> Path:
     go = find_go()
     if go is None:
         raise GoMissingError(
-            "Go is not installed (no `go` on PATH nor /usr/local/go/bin/go): cannot build the "
-            "Kubernetes control plane. Install Go >= 1.24 and run `python -m tests.controlplane build`."
+            "Go >= 1.21 is not installed (no such `go` on PATH nor in /usr/local/go/bin): cannot "
+            "build the Kubernetes control plane (go.mod needs 1.24; Go >= 1.21 fetches that "
+            "toolchain from the module proxy). Install Go and run `python -m tests.controlplane "
+            "build`."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target.parent / "build.lock", "w", encoding="utf-8") as lock:
