@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (`make test`). Each step prints a header and its time;
+# every step runs even when an earlier one failed, and the script exits non-zero if any did.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
+
+failed=()
+step() { # step NAME COMMAND...
+  local name=$1 start rc
+  shift
+  printf '\n==== %s\n' "$name"
+  start=$(date +%s)
+  "$@"
+  rc=$?
+  printf '==== %s: %s in %ss\n' "$name" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")" "$(($(date +%s) - start))"
+  [ $rc -eq 0 ] || failed+=("$name")
+}
+
+syntax_check() {
+  local rc=0 playbook inventory
+  for inventory in inventories/*/; do
+    for playbook in playbooks/*.yml; do
+      ansible-playbook --syntax-check -i "$inventory" "$playbook" >/dev/null 2>/tmp/syntax.$$ ||
+        { rc=1; echo "syntax-check failed: $playbook with $inventory"; cat /tmp/syntax.$$; }
+    done
+    echo "syntax-check: $(ls playbooks/*.yml | wc -l) playbooks with $inventory"
+  done
+  rm -f /tmp/syntax.$$
+  return $rc
+}
+
+# The k3s scenarios download the k3s release; without network they are skipped, saying why.
+k3s_scenarios() {
+  local url probe
+  url="$(sed -n 's/^k3s_release_url: //p' roles/k3s/defaults/main.yml)/$(sed -n 's/^k3s_version: //p' roles/k3s/defaults/main.yml | sed 's/+/%2B/')/sha256sum-amd64.txt"
+  if ! probe=$(curl -fsSIL --max-time 15 "$url" 2>&1 >/dev/null); then
+    echo "SKIPPED molecule k3s and k3s-ha: they download the k3s release and it cannot be reached"
+    echo "        from here ($url: ${probe:-no answer}). Run them where there is network:"
+    echo "        molecule test -s k3s; molecule test -s k3s-ha"
+    return 0
+  fi
+  molecule test -s k3s && molecule test -s k3s-ha
+}
+
+step "host set-up (Debian packages, Docker engine, node image)" tests/setup-host.sh
+step "yamllint --strict" yamllint --strict .
+step "ansible-lint (production profile)" ansible-lint
+step "syntax-check of every playbook with every inventory" syntax_check
+step "molecule syntax of the k3s scenarios" bash -c 'molecule syntax -s k3s && molecule syntax -s k3s-ha'
+step "pytest" pytest
+for scenario in molecule/*/; do
+  scenario=$(basename "$scenario")
+  case $scenario in
+    k3s|k3s-ha) ;;
+    *) step "molecule test -s $scenario" molecule test -s "$scenario" ;;
+  esac
+done
+step "molecule k3s and k3s-ha (need network)" k3s_scenarios
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'FAILED steps: %s\n' "${failed[*]}"
+  exit 1
+fi
+echo "all steps passed"

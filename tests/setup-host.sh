@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Prepare this machine for the test suite: the Debian packages in tests/host-packages.txt,
+# a running Docker engine and the local node image. Safe to run again: it installs only
+# what is missing.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+log() { printf 'setup-host: %s\n' "$*" >&2; }
+
+mapfile -t wanted < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/host-packages.txt")
+missing=()
+for pkg in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "Debian packages present"
+fi
+
+"$here/harness/ensure-docker.sh"
+"$here/harness/build-node-image.sh"
