@@ -236,8 +236,8 @@ class Etcd:
         etcd = need("etcd")
         need("etcdctl")
         self.base.mkdir(parents=True, exist_ok=True)
-        self.client_port = free_port()
-        self.peer_port = free_port()
+        self.client_port = self.client_port or free_port()
+        self.peer_port = self.peer_port or free_port()
         data = datadir or self.base / "data"
         peer = f"http://127.0.0.1:{self.peer_port}"
         self.proc = subprocess.Popen(
@@ -252,6 +252,10 @@ class Etcd:
         )
         wait_port(self.client_port, 30, self.proc)
         return self
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
 
     def env(self) -> dict[str, str]:
         """etcdctl environment with the client certificate."""

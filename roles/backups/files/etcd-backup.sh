@@ -81,7 +81,9 @@ log "snapshot of $ETCDCTL_ENDPOINTS to $SET_DIR/etcd.db"
 "$ETCDCTL" snapshot save "$PART" >&2 &
 CHILD=$!
 # watchdog: etcdctl never gives up on an unreachable endpoint
-( sleep "$SNAPSHOT_TIMEOUT" && kill "$CHILD" 2>/dev/null ) &
+( trap 'kill "$s" 2>/dev/null; exit 0' TERM
+  sleep "$SNAPSHOT_TIMEOUT" & s=$!
+  wait "$s" && kill "$CHILD" 2>/dev/null ) </dev/null >/dev/null 2>&1 &
 WATCHDOG=$!
 wait "$CHILD" || die "etcdctl snapshot save failed (or took longer than ${SNAPSHOT_TIMEOUT}s)"
 CHILD=
