@@ -222,7 +222,7 @@ def cmd_prune(cfg: Config, args: argparse.Namespace) -> int:
                     if not args.dry_run:
                         layout.remove_set(s)
             for s in locals_:
-                if not s.is_complete() and s.age_seconds() > cfg.incomplete_max_age_hours * 3600:
+                if s.path.is_dir() and not s.is_complete() and s.age_seconds() > cfg.incomplete_max_age_hours * 3600:
                     log(f"{'would delete' if args.dry_run else 'deleting'} stale incomplete local {s.path}")
                     if not args.dry_run:
                         layout.remove_set(s)

@@ -209,7 +209,13 @@ class Store:
 
     def check_access(self) -> None:
         """Fail early with a clear message when the bucket cannot be used."""
-        self.client.head_bucket(Bucket=self.bucket)
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket"):
+                raise StorageError(f"bucket {self.bucket!r} does not exist at "
+                                   f"{self.cfg.endpoint_url or 'AWS S3'}") from None
+            raise
 
     # ---- upload -----------------------------------------------------------------------------
     def upload_set(self, local: LocalSet, recipients: list[Any], log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
