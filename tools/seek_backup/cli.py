@@ -128,8 +128,8 @@ def newest_verified(store: Store, sets: list[RemoteSet]) -> tuple[str | None, di
 # ---- commands -----------------------------------------------------------------------------------
 def cmd_offsite(cfg: Config, args: argparse.Namespace) -> int:
     """Upload every complete, not yet uploaded local set; then prune."""
-    recipients = crypto.load_recipients(config_mod.recipients(cfg))
     store = Store(cfg)
+    recipients = crypto.load_recipients(config_mod.recipients(cfg))
     store.check_access()
     failures = 0
     root = Path(cfg.root)

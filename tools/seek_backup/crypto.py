@@ -65,9 +65,14 @@ class HashingReader:
         self.raw = raw
         self.sha = hashlib.sha256()
         self.size = 0
+        self.error: BaseException | None = None
 
     def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n) if n is not None and n >= 0 else self.raw.read()
+        try:
+            data = self.raw.read(n) if n is not None and n >= 0 else self.raw.read()
+        except BaseException as exc:  # pyrage turns it into a bare OSError: keep the original
+            self.error = exc
+            raise
         self.sha.update(data)
         self.size += len(data)
         return data
@@ -88,12 +93,17 @@ class HashingWriter:
         self.sink = sink
         self.sha = hashlib.sha256()
         self.size = 0
+        self.error: BaseException | None = None
 
     def write(self, data: bytes) -> int:
         data = bytes(data)
         self.sha.update(data)
         self.size += len(data)
-        self.sink(data)
+        try:
+            self.sink(data)
+        except BaseException as exc:  # pyrage turns it into a bare OSError: keep the original
+            self.error = exc
+            raise
         return len(data)
 
     def flush(self) -> None:
@@ -107,8 +117,19 @@ def encrypt_stream(src: BinaryIO, sink: Callable[[bytes], Any], recipients: list
     """Encrypt ``src`` to ``sink``; return the plaintext reader and ciphertext writer (hashes)."""
     reader = HashingReader(src)
     writer = HashingWriter(sink)
-    pyrage.encrypt_io(reader, writer, recipients)
+    try:
+        pyrage.encrypt_io(reader, writer, recipients)
+    except Exception:
+        _reraise(reader, writer)
+        raise
     return reader, writer
+
+
+def _reraise(reader: HashingReader, writer: HashingWriter) -> None:
+    """Re-raise the exception our reader or writer saw (pyrage reports only a bare OSError)."""
+    for side in (writer, reader):
+        if side.error is not None:
+            raise side.error
 
 
 def decrypt_stream(src: Any, sink: Callable[[bytes], Any], identities: list[Any]) -> tuple[HashingReader, HashingWriter]:
@@ -117,7 +138,8 @@ def decrypt_stream(src: Any, sink: Callable[[bytes], Any], identities: list[Any]
     writer = HashingWriter(sink)
     try:
         pyrage.decrypt_io(reader, writer, identities)
-    except pyrage.DecryptError as exc:
+    except (pyrage.DecryptError, OSError) as exc:
+        _reraise(reader, writer)
         raise IntegrityError(f"age decryption failed (corrupted object or wrong identity): {exc}") from None
     return reader, writer
 
