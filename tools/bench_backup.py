@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tools"), str(ROOT)]
 
 from tests.backup.servers import MariaDB, Moto  # noqa: E402
+from typing import Any  # noqa: E402
 
 SCRIPT = ROOT / "roles" / "backups" / "files" / "mysql-backup.sh"
 DB = "seekbench"
@@ -104,3 +105,121 @@ def generate(db: MariaDB, name: str, size_gb: float) -> None:
         """,
         name,
     )
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None, stdout: Any = subprocess.DEVNULL) -> tuple[float, float]:
+    """Run ``cmd``; return (wall seconds, peak RSS of the process in MiB)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed ({code}):\n{err}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    """Generate, measure, print a table and write results.json."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", default="/var/tmp/seek-bench")
+    ap.add_argument("--size-gb", type=float, default=1.1)
+    ap.add_argument("--small-fraction", type=float, default=0.1, help="second size for the RSS check")
+    ap.add_argument("--compressions", default="gzip,zstd")
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    db = MariaDB(work / "mariadb", extra_args=["--innodb-buffer-pool-size=2G", "--innodb-log-file-size=512M"])
+    db.start()
+    moto = Moto().start(work)
+    results: dict[str, Any] = {"size_gb_target": args.size_gb}
+    try:
+        generate(db, DB, args.size_gb)
+        small = f"{DB}_small"
+        small_rows = int(int(db.sql(f"SELECT COUNT(*) FROM `{DB}`.assets").strip()) * args.small_fraction)
+        db.sql(f"DROP DATABASE IF EXISTS `{small}`; CREATE DATABASE `{small}`;"
+               f"CREATE TABLE `{small}`.assets LIKE `{DB}`.assets;"
+               f"INSERT INTO `{small}`.assets SELECT * FROM `{DB}`.assets LIMIT {small_rows};")
+        import boto3
+        from pyrage import x25519
+
+        s3 = boto3.client("s3", endpoint_url=moto.endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
+                          region_name="us-east-1")
+        s3.create_bucket(Bucket="bench")
+        ident = x25519.Identity.generate()
+        (work / "identity.txt").write_text(f"{ident}\n")
+        env = {**os.environ, **db.env(DB), "PYTHONPATH": str(ROOT / "tools")}
+        flags = ["--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
+                 "--default-character-set=utf8mb4", "--no-tablespaces"]
+        base = ["mysqldump", "--no-defaults", "-h127.0.0.1", f"-P{db.port}", f"-u{db.user}", f"-p{db.password}",
+                *flags, DB]
+        log("baseline: warm-up mysqldump > /dev/null")
+        timed(base)
+        dump_bytes = int(subprocess.run(f"{' '.join(base)} | wc -c", shell=True, capture_output=True,
+                                        text=True, check=True).stdout)
+        results["dump_bytes"] = dump_bytes
+        baseline = min(timed(base)[0] for _ in range(2))
+        results["baseline_mysqldump_s"] = round(baseline, 2)
+        log(f"baseline: {baseline:.1f}s for {dump_bytes / 1e9:.2f} GB of dump")
+
+        def config(root: Path, prefix: str) -> Path:
+            cfg = work / f"config-{prefix}.json"
+            cfg.write_text(json.dumps({"root": str(root), "bucket": "bench", "prefix": prefix,
+                                       "endpoint_url": moto.endpoint, "access_key_id": "bench",
+                                       "secret_access_key": "bench", "addressing_style": "path",
+                                       "recipients": [str(ident.to_public())], "identity_file": str(work / "identity.txt"),
+                                       "mysql_socket": str(db.socket), "mysql_user": "root"}))
+            cfg.chmod(0o600)
+            return cfg
+
+        for comp in args.compressions.split(","):
+            root = work / f"root-{comp}"
+            shutil.rmtree(root, ignore_errors=True)
+            cfg = config(root, comp)
+            log(f"pipeline ({comp}): mysql-backup.sh")
+            t_dump, _ = timed(["bash", str(SCRIPT)], env={**env, "BACKUP_ROOT": str(root), "BACKUP_COMPRESSION": comp})
+            log(f"pipeline ({comp}): offsite (encrypt, multipart upload, head_object verify)")
+            t_off, rss_big = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "offsite", "--no-prune"],
+                                   env=env)
+            art = next(root.glob("mysql/*/mysql.sql.*"))
+            entry = {"dump_script_s": round(t_dump, 2), "offsite_s": round(t_off, 2),
+                     "pipeline_s": round(t_dump + t_off, 2), "ratio": round((t_dump + t_off) / baseline, 2),
+                     "artifact_bytes": art.stat().st_size, "uploader_peak_rss_mib_big": round(rss_big, 1)}
+            log(f"  {entry}")
+            # second, smaller size for the memory check
+            root_s = work / f"root-{comp}-small"
+            shutil.rmtree(root_s, ignore_errors=True)
+            cfg_s = config(root_s, f"{comp}-small")
+            timed(["bash", str(SCRIPT)], env={**env, **db.env(small), "BACKUP_ROOT": str(root_s),
+                                              "BACKUP_COMPRESSION": comp})
+            _, rss_small = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg_s), "offsite", "--no-prune"],
+                                 env=env)
+            entry["artifact_bytes_small"] = next(root_s.glob("mysql/*/mysql.sql.*")).stat().st_size
+            entry["uploader_peak_rss_mib_small"] = round(rss_small, 1)
+            log(f"restore ({comp}): restore-mysql from the bucket into a fresh database")
+            t_restore, rss_restore = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "restore-mysql",
+                                            "--database", "seekbench_restored"], env=env)
+            entry["restore_s"] = round(t_restore, 2)
+            entry["restore_peak_rss_mib"] = round(rss_restore, 1)
+            db.sql("DROP DATABASE IF EXISTS seekbench_restored")
+            results[comp] = entry
+            log(f"  {entry}")
+    finally:
+        moto.stop()
+        db.stop()
+    (work / "results.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    print("\n| compression | dump script | offsite | pipeline / bare mysqldump | artifact | uploader RSS "
+          "(small / big) | restore |")
+    print("|---|---|---|---|---|---|---|")
+    for comp in args.compressions.split(","):
+        e = results[comp]
+        print(f"| {comp} | {e['dump_script_s']} s | {e['offsite_s']} s | {e['ratio']} | "
+              f"{e['artifact_bytes'] / 1e6:.0f} MB | {e['uploader_peak_rss_mib_small']} / "
+              f"{e['uploader_peak_rss_mib_big']} MiB | {e['restore_s']} s |")
+    print(f"\nbare mysqldump > /dev/null: {results['baseline_mysqldump_s']} s for {results['dump_bytes'] / 1e9:.2f} GB")
+
+
+if __name__ == "__main__":
+    main()

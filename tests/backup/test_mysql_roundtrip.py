@@ -237,3 +237,23 @@ def test_drill_fails_when_row_counts_differ(mariadb, tool_config, tmp_path):
     drill = run_tool(tool_config, "drill", "--local", env=tool_env(mariadb), check=False)
     assert drill.returncode == 1
     assert "users: 4 rows after restore, manifest says 5" in drill.stderr
+
+
+@pytest.mark.parametrize("awk", ["mawk", "gawk"])
+def test_row_counts_exact_with_each_awk(mariadb, tmp_path, awk):
+    """The dump-stream row counter gives exact counts with mawk (Debian) and gawk (mysql:8.4 image)."""
+    import shutil
+
+    binary = shutil.which(awk)
+    if not binary:
+        pytest.skip(f"{awk} is not installed (Debian package {awk})")
+    seed(mariadb, "seek_awk", bulk_rows=20_000)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "awk").symlink_to(binary)
+    root = tmp_path / "root"
+    set_dir = dump(mariadb, "seek_awk", root, PATH=f"{bindir}:{os.environ['PATH']}")
+    tables = json.loads((set_dir / "manifest.json").read_text())["mysql"]["tables"]
+    truth = {t: int(mariadb.sql(f"SELECT COUNT(*) FROM `{t}`", "seek_awk")) for t in tables}
+    truth["sessions"] = 0  # data deliberately excluded
+    assert tables == truth and tables["bulk"] == 20_000
