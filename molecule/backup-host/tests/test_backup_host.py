@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 
 import testinfra.utils.ansible_runner
 
@@ -71,7 +72,7 @@ chown -R 10001:10001 {ROOT}/mysql
 systemctl start seek-backup-offsite.service
 ls {ROOT}/mysql
 """
-    result = h.run(f"bash -c {json.dumps(script)}")
+    result = h.run(f"bash -c {shlex.quote(script)}")
     assert result.rc == 0, result.stderr + h.run("journalctl -u seek-backup-offsite --no-pager -n 30").stdout
     kept = sorted(result.stdout.split())
     assert kept == ["20260101T013000Z", "20260102T013000Z", "20260103T013000Z", "20260104T013000Z"], kept
