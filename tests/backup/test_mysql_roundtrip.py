@@ -257,3 +257,36 @@ def test_row_counts_exact_with_each_awk(mariadb, tmp_path, awk):
     truth = {t: int(mariadb.sql(f"SELECT COUNT(*) FROM `{t}`", "seek_awk")) for t in tables}
     truth["sessions"] = 0  # data deliberately excluded
     assert tables == truth and tables["bulk"] == 20_000
+
+
+@pytest.mark.parametrize("client", ["mariadb", "mysql"])
+def test_mysql_only_flags_behind_flavour_check(mariadb, tmp_path, client):
+    """--set-gtid-purged/--column-statistics reach mysqldump only when the client is MySQL's.
+
+    MySQL 8.4 is not packaged in Debian: a wrapper reports a MySQL version, records its argv and
+    drops the two MySQL-only flags before running MariaDB's mysqldump.
+    """
+    seed(mariadb, "seek_flags")
+    argv_log = tmp_path / "argv"
+    version = ("mysqldump  Ver 8.4.7 for Linux on x86_64 (MySQL Community Server - GPL)" if client == "mysql"
+               else "mysqldump  Ver 10.19 Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64)")
+    fake = tmp_path / "mysqldump"
+    fake.write_text(f"""#!/bin/bash
+case "$*" in *--version*) echo '{version}'; exit 0;; esac
+echo "$*" >> {argv_log}
+args=()
+for a in "$@"; do case "$a" in --set-gtid-purged=*|--column-statistics=*) ;; *) args+=("$a");; esac; done
+exec mysqldump "${{args[@]}}"
+""")
+    fake.chmod(0o755)
+    set_dir = dump(mariadb, "seek_flags", tmp_path / "root", MYSQLDUMP=str(fake))
+    calls = argv_log.read_text().splitlines()
+    assert len(calls) == 2  # structure-only dump of sessions, then the data dump
+    for call in calls:
+        assert "--single-transaction" in call and "--no-tablespaces" in call
+        if client == "mysql":
+            assert "--set-gtid-purged=OFF" in call and "--column-statistics=0" in call
+        else:
+            assert "--set-gtid-purged" not in call and "--column-statistics" not in call
+    assert "--ignore-table=seek_flags.sessions" in calls[1] and "--no-data" in calls[0]
+    assert json.loads((set_dir / "manifest.json").read_text())["mysql"]["server_flavour"] == "mariadb"
