@@ -149,7 +149,9 @@ def main() -> None:
         s3.create_bucket(Bucket="bench")
         ident = x25519.Identity.generate()
         (work / "identity.txt").write_text(f"{ident}\n")
-        env = {**os.environ, **db.env(DB), "PYTHONPATH": str(ROOT / "tools")}
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL", "SEEK_BACKUP_", "AWS_"))}
+        env = {**clean, "PYTHONPATH": str(ROOT / "tools")}
+        dump_env = {**env, **db.env(DB)}
         flags = ["--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
                  "--default-character-set=utf8mb4", "--no-tablespaces"]
         base = ["mysqldump", "--no-defaults", "-h127.0.0.1", f"-P{db.port}", f"-u{db.user}", f"-p{db.password}",
@@ -178,7 +180,8 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
             cfg = config(root, comp)
             log(f"pipeline ({comp}): mysql-backup.sh")
-            t_dump, _ = timed(["bash", str(SCRIPT)], env={**env, "BACKUP_ROOT": str(root), "BACKUP_COMPRESSION": comp})
+            t_dump, _ = timed(["bash", str(SCRIPT)], env={**dump_env, "BACKUP_ROOT": str(root),
+                                                          "BACKUP_COMPRESSION": comp})
             log(f"pipeline ({comp}): offsite (encrypt, multipart upload, head_object verify)")
             t_off, rss_big = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "offsite", "--no-prune"],
                                    env=env)

@@ -43,7 +43,7 @@ class Config:
     storage_class: str | None = None  # e.g. STANDARD_IA, GLACIER_IR
     ca_bundle: str | None = None
     verify_tls: bool = True
-    part_size_mb: int = 16
+    part_size_mb: int = 8
     max_concurrency: int = 4
     connect_timeout: float = 10.0
     read_timeout: float = 60.0

@@ -37,7 +37,8 @@ def client_options(cfg: Config) -> Iterator[str]:
     """A 0600 option file with the connection settings (the password never goes to argv)."""
     lines = ["[client]", f"user={cfg.mysql_user}"]
     if cfg.mysql_socket:
-        lines.append(f"socket={cfg.mysql_socket}")
+        # host=localhost + protocol=SOCKET: MYSQL_HOST in the environment must not win
+        lines += ["host=localhost", f"socket={cfg.mysql_socket}", "protocol=SOCKET"]
     else:
         lines += [f"host={cfg.mysql_host}", f"port={cfg.mysql_port}", "protocol=TCP"]
     pw = mysql_password(cfg)
