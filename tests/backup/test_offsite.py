@@ -216,3 +216,15 @@ def test_missing_bucket_exits_nonzero(tool_config, moto, bucket):
     proc = run_tool(tool_config, "offsite", env={"SEEK_BACKUP_BUCKET": "no-such-bucket-here"}, check=False)
     assert proc.returncode == 3
     assert "bucket 'no-such-bucket-here' does not exist" in proc.stderr
+
+
+def test_sse_and_storage_class_survive_the_metadata_copy(tool_config, s3, bucket, filestore):
+    """Optional server-side encryption and storage class are set on both objects (also after CopyObject)."""
+    root = Path(json.loads(tool_config.read_text())["root"])
+    make_filestore_sets(root, filestore, ["20261106T020000Z"])
+    run_tool(tool_config, "offsite", env={"SEEK_BACKUP_SSE": "AES256", "SEEK_BACKUP_STORAGE_CLASS": "STANDARD_IA"})
+    for name in ("filestore.tar.gz.age", "manifest.json.age"):
+        head = s3.head_object(Bucket=bucket, Key=f"seek/filestore/20261106T020000Z/{name}")
+        assert head["ServerSideEncryption"] == "AES256"
+        assert head["StorageClass"] == "STANDARD_IA"
+        assert head["Metadata"]["ciphertext-sha256"]

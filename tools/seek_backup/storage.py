@@ -162,7 +162,8 @@ class PartUploader:
         """Accept ciphertext; upload every full part."""
         self.buf += data
         while len(self.buf) >= self.part_size:
-            body = bytes(self.buf[: self.part_size])
+            with memoryview(self.buf) as view:  # one copy of the part, not two
+                body = bytes(view[: self.part_size])
             del self.buf[: self.part_size]
             self._submit(body)
 
