@@ -92,6 +92,9 @@ def test_no_secret_value_outside_secrets(rendered: Rendered) -> None:
     """Generated passwords appear only in the Secret; secret-looking env comes from Secrets."""
     passwords = [path.read_text().strip() for path in rendered.artifacts.glob("mysql-*password")]
     assert len(passwords) == 2 and all(len(p) >= 32 for p in passwords)
+    for path in rendered.artifacts.glob("mysql-*password"):
+        assert path.stat().st_mode & 0o777 == 0o600, f"{path} is not 0600"
+    assert rendered.artifacts.stat().st_mode & 0o077 == 0, "artifacts dir readable by others"
     for path, obj in rendered.manifests:
         if obj["kind"] == "Secret":
             continue
