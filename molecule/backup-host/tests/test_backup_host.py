@@ -57,7 +57,7 @@ def test_timer_is_enabled_and_scheduled(name):
 
 def test_one_pass_applies_the_local_retention(name):
     """Without a bucket no complete set has left the host, so the pass keeps all four; the stale
-    incomplete set (no manifest, older than a day) is removed."""
+    incomplete set (no manifest, untouched for three days) is removed."""
     h = host(name)
     script = f"""
 set -e
@@ -69,6 +69,7 @@ for stamp in 20260101T013000Z 20260102T013000Z 20260103T013000Z 20260104T013000Z
 done
 mkdir -p {ROOT}/mysql/20251231T013000Z; printf 'part' > {ROOT}/mysql/20251231T013000Z/mysql.sql.gz.part
 chown -R 10001:10001 {ROOT}/mysql
+touch -d '3 days ago' {ROOT}/mysql/20251231T013000Z
 systemctl start seek-backup-offsite.service
 ls {ROOT}/mysql
 """
