@@ -98,3 +98,21 @@ def test_backups_role_converges_idempotently_and_jobs_are_accepted(kube_api: Kub
                                       "-o", "custom-columns=NS:.metadata.namespace,MSG:.message",
                                       check=False).stdout
         raise AssertionError(f"backup Pods were not admitted:\n{events}") from None
+
+
+def test_backup_run_reports_jobs_that_do_not_finish_in_time(kube_api: KubeAPI, tmp_path: Path) -> None:
+    """With a short timeout (no kubelet here, so no Job finishes) every backup Job is reported as
+    timed out, the drill is not started on a dump that did not succeed, and nothing raises."""
+    restricted_namespace(kube_api)
+    evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backups_run_timeout_seconds": 10,
+             "results_file": str(tmp_path / "results.json")}
+    converge = tmp_path / "converge.yml"
+    converge.write_text(CONVERGE)
+    assert run_playbook(converge, tmp_path, evars).returncode == 0
+    run = tmp_path / "run.yml"
+    run.write_text(RUN)
+    triggered = run_playbook(run, tmp_path, evars)
+    assert triggered.returncode == 0, triggered.stdout[-5000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(r["kind"] for r in results) == ["etcd", "filestore", "mysql"]
+    assert {r["status"] for r in results} == {"timed out"}, results
