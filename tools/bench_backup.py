@@ -107,17 +107,23 @@ def generate(db: MariaDB, name: str, size_gb: float) -> None:
     )
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None, stdout: Any = subprocess.DEVNULL) -> tuple[float, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS of the process in MiB)."""
+def timed(cmd: list[str], env: dict[str, str] | None = None, stdout: Any = subprocess.DEVNULL,
+          shell: bool = False) -> tuple[float, float, float]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MiB, CPU seconds of it and its children)."""
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE, shell=shell)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
     err = proc.stderr.read().decode() if proc.stderr else ""
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])} failed ({code}):\n{err}")
-    return wall, usage.ru_maxrss / 1024
+        raise SystemExit(f"{cmd if shell else ' '.join(cmd[:3])} failed ({code}):\n{err}")
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def restore_cmd(art: Path) -> str:
+    """Shell command that writes the plain dump of ``art`` to stdout."""
+    return f"{'zstd -dcq' if art.suffix == '.zst' else 'gzip -dc'} {art}"
 
 
 def main() -> None:
@@ -161,8 +167,10 @@ def main() -> None:
         dump_bytes = int(subprocess.run(f"{' '.join(base)} | wc -c", shell=True, capture_output=True,
                                         text=True, check=True).stdout)
         results["dump_bytes"] = dump_bytes
-        baseline = min(timed(base)[0] for _ in range(2))
+        runs = [timed(base) for _ in range(2)]
+        baseline = min(r[0] for r in runs)
         results["baseline_mysqldump_s"] = round(baseline, 2)
+        results["baseline_mysqldump_cpu_s"] = round(min(r[2] for r in runs), 2)
         log(f"baseline: {baseline:.1f}s for {dump_bytes / 1e9:.2f} GB of dump")
 
         def config(root: Path, prefix: str) -> Path:
@@ -180,15 +188,16 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
             cfg = config(root, comp)
             log(f"pipeline ({comp}): mysql-backup.sh")
-            t_dump, _ = timed(["bash", str(SCRIPT)], env={**dump_env, "BACKUP_ROOT": str(root),
+            t_dump, _, cpu_dump = timed(["bash", str(SCRIPT)], env={**dump_env, "BACKUP_ROOT": str(root),
                                                           "BACKUP_COMPRESSION": comp})
             log(f"pipeline ({comp}): offsite (encrypt, multipart upload, head_object verify)")
-            t_off, rss_big = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "offsite", "--no-prune"],
+            t_off, rss_big, cpu_off = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "offsite", "--no-prune"],
                                    env=env)
             art = next(root.glob("mysql/*/mysql.sql.*"))
             entry = {"dump_script_s": round(t_dump, 2), "offsite_s": round(t_off, 2),
                      "pipeline_s": round(t_dump + t_off, 2), "ratio": round((t_dump + t_off) / baseline, 2),
-                     "artifact_bytes": art.stat().st_size, "uploader_peak_rss_mib_big": round(rss_big, 1)}
+                     "artifact_bytes": art.stat().st_size, "uploader_peak_rss_mib_big": round(rss_big, 1),
+                     "dump_script_cpu_s": round(cpu_dump, 2), "offsite_cpu_s": round(cpu_off, 2)}
             log(f"  {entry}")
             # second, smaller size for the memory check
             root_s = work / f"root-{comp}-small"
@@ -196,16 +205,23 @@ def main() -> None:
             cfg_s = config(root_s, f"{comp}-small")
             timed(["bash", str(SCRIPT)], env={**env, **db.env(small), "BACKUP_ROOT": str(root_s),
                                               "BACKUP_COMPRESSION": comp})
-            _, rss_small = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg_s), "offsite", "--no-prune"],
+            _, rss_small, _ = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg_s), "offsite", "--no-prune"],
                                  env=env)
             entry["artifact_bytes_small"] = next(root_s.glob("mysql/*/mysql.sql.*")).stat().st_size
             entry["uploader_peak_rss_mib_small"] = round(rss_small, 1)
             log(f"restore ({comp}): restore-mysql from the bucket into a fresh database")
-            t_restore, rss_restore = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "restore-mysql",
+            t_restore, rss_restore, _ = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "restore-mysql",
                                             "--database", "seekbench_restored"], env=env)
             entry["restore_s"] = round(t_restore, 2)
             entry["restore_peak_rss_mib"] = round(rss_restore, 1)
             db.sql("DROP DATABASE IF EXISTS seekbench_restored")
+            if comp == args.compressions.split(",")[0]:
+                log(f"bare restore ({comp}): decompress the local file straight into mysql")
+                db.sql("CREATE DATABASE seekbench_bare")
+                bare = (f"{restore_cmd(art)} | mysql --no-defaults --socket={db.socket} -uroot "
+                        "--max-allowed-packet=1G seekbench_bare")
+                entry["bare_restore_s"] = round(timed(bare, env=env, shell=True)[0], 2)
+                db.sql("DROP DATABASE IF EXISTS seekbench_bare")
             results[comp] = entry
             log(f"  {entry}")
     finally:
@@ -213,15 +229,18 @@ def main() -> None:
         db.stop()
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
-    print("\n| compression | dump script | offsite | pipeline / bare mysqldump | artifact | uploader RSS "
-          "(small / big) | restore |")
+    print("\n| compression | dump script (CPU) | offsite (CPU) | pipeline / bare mysqldump | artifact | "
+          "uploader peak RSS (small / big artifact) | restore from bucket |")
     print("|---|---|---|---|---|---|---|")
     for comp in args.compressions.split(","):
         e = results[comp]
-        print(f"| {comp} | {e['dump_script_s']} s | {e['offsite_s']} s | {e['ratio']} | "
-              f"{e['artifact_bytes'] / 1e6:.0f} MB | {e['uploader_peak_rss_mib_small']} / "
-              f"{e['uploader_peak_rss_mib_big']} MiB | {e['restore_s']} s |")
-    print(f"\nbare mysqldump > /dev/null: {results['baseline_mysqldump_s']} s for {results['dump_bytes'] / 1e9:.2f} GB")
+        print(f"| {comp} | {e['dump_script_s']} s ({e['dump_script_cpu_s']} s) | {e['offsite_s']} s "
+              f"({e['offsite_cpu_s']} s) | {e['ratio']} | {e['artifact_bytes'] / 1e6:.0f} MB | "
+              f"{e['uploader_peak_rss_mib_small']} MiB ({e['artifact_bytes_small'] / 1e6:.0f} MB) / "
+              f"{e['uploader_peak_rss_mib_big']} MiB ({e['artifact_bytes'] / 1e6:.0f} MB) | {e['restore_s']} s"
+              + (f" (bare `{comp} -d | mysql`: {e['bare_restore_s']} s)" if "bare_restore_s" in e else "") + " |")
+    print(f"\nbare mysqldump > /dev/null: {results['baseline_mysqldump_s']} s "
+          f"(CPU {results['baseline_mysqldump_cpu_s']} s) for {results['dump_bytes'] / 1e9:.2f} GB")
 
 
 if __name__ == "__main__":

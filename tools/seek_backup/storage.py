@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -236,6 +237,7 @@ class Store:
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key, Metadata=meta,
                                                         ContentType="application/octet-stream", **extra)["UploadId"]
         uploader = PartUploader(self.client, self.bucket, key, upload_id, part_size, self.cfg.max_concurrency)
+        started = time.monotonic()
         try:
             with open(art, "rb") as src:
                 reader, writer = crypto.encrypt_stream(src, uploader.write, recipients)
@@ -253,6 +255,7 @@ class Store:
                 pass
             raise
         cipher_sha, cipher_size = writer.sha.hexdigest(), writer.size
+        t_upload = time.monotonic() - started
         meta.update({"ciphertext-sha256": cipher_sha, "ciphertext-size": str(cipher_size)})
         if cipher_size <= COPY_LIMIT:
             # the ciphertext digest is only known now: rewrite the metadata with a server-side copy
@@ -260,6 +263,7 @@ class Store:
                                     Metadata=meta, MetadataDirective="REPLACE",
                                     ContentType="application/octet-stream", **extra)
         self._check_head(key, cipher_size, man["artifact"]["sha256"], cipher_sha if cipher_size <= COPY_LIMIT else None)
+        t_meta = time.monotonic() - started - t_upload
         # manifest last: its presence marks the remote set complete
         man_bytes = local.manifest_path.read_bytes()
         man_key = self.base(local.kind, local.stamp) + MANIFEST_KEY
@@ -276,7 +280,8 @@ class Store:
                   "manifest_key": man_key, "plaintext_sha256": man["artifact"]["sha256"],
                   "plaintext_size": plain_size, "ciphertext_sha256": cipher_sha, "ciphertext_size": cipher_size,
                   "part_size": part_size, "uploaded": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        log(f"uploaded {key} ({cipher_size} bytes, sha256 {cipher_sha[:12]}..., verified with head_object)")
+        log(f"uploaded {key} ({cipher_size} bytes, sha256 {cipher_sha[:12]}..., verified with head_object; "
+            f"encrypt+upload {t_upload:.1f}s, metadata copy+head {t_meta:.1f}s)")
         return record
 
     def _check_head(self, key: str, size: int, plain_sha: str, cipher_sha: str | None) -> None:

@@ -12,7 +12,7 @@
 #   BACKUP_ROOT              backup volume root (default: /var/backups/seek-k3s)
 #   BACKUP_SOURCE            free text recorded as "source" (default: filestore:FILESTORE_DIR)
 #   BACKUP_COMPRESSION       gzip | zstd (default: gzip)
-#   BACKUP_COMPRESSION_LEVEL compression level (default: 1 for gzip, 3 for zstd)
+#   BACKUP_COMPRESSION_LEVEL compression level (default: 1)
 #   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ
 #
 # Needs: bash, GNU tar, gzip or zstd, sha256sum, find.
@@ -35,7 +35,7 @@ case "$STAMP" in
 esac
 case "$BACKUP_COMPRESSION" in
   gzip) EXT=gz; COMPRESS=(gzip "-${BACKUP_COMPRESSION_LEVEL:-1}" -c) ;;
-  zstd) EXT=zst; COMPRESS=(zstd -q "-${BACKUP_COMPRESSION_LEVEL:-3}" -T0 -c) ;;
+  zstd) EXT=zst; COMPRESS=(zstd -q "-${BACKUP_COMPRESSION_LEVEL:-1}" -T0 -c) ;;
   *) die "BACKUP_COMPRESSION must be gzip or zstd, not '$BACKUP_COMPRESSION'" ;;
 esac
 [ -d "$FILESTORE_DIR" ] || die "FILESTORE_DIR $FILESTORE_DIR is not a directory"

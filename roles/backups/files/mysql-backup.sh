@@ -20,10 +20,11 @@
 #   MYSQL_EXTRA_ARGS         extra mysqldump arguments, space-separated (default: none)
 #   MYSQLDUMP                mysqldump binary (default: mysqldump)
 #   MYSQL_CLIENT             mysql client binary (default: mysql)
+#   AWK                      awk for the row counter (default: mawk when installed, else awk)
 #   BACKUP_ROOT              backup volume root (default: /var/backups/seek-k3s)
 #   BACKUP_SOURCE            free text recorded as "source" (default: mysql://HOST:PORT/DATABASE)
 #   BACKUP_COMPRESSION       gzip | zstd (default: gzip; zstd is faster, both are in mysql:8.4)
-#   BACKUP_COMPRESSION_LEVEL compression level (default: 1 for gzip, 3 for zstd)
+#   BACKUP_COMPRESSION_LEVEL compression level (default: 1)
 #   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ (tests, re-runs)
 #   TMPDIR                   where the client option file with the password lives (default: /tmp)
 #
@@ -42,6 +43,9 @@ umask 077
 : "${MYSQL_EXTRA_ARGS:=}"
 : "${MYSQLDUMP:=mysqldump}"
 : "${MYSQL_CLIENT:=mysql}"
+if [ -z "${AWK:-}" ]; then
+  if command -v mawk >/dev/null 2>&1; then AWK=mawk; else AWK=awk; fi
+fi
 : "${BACKUP_ROOT:=/var/backups/seek-k3s}"
 : "${BACKUP_SOURCE:=mysql://${MYSQL_HOST}:${MYSQL_PORT}/${MYSQL_DATABASE}}"
 : "${BACKUP_COMPRESSION:=gzip}"
@@ -56,7 +60,7 @@ case "$STAMP" in
 esac
 case "$BACKUP_COMPRESSION" in
   gzip) EXT=gz; COMPRESS=(gzip "-${BACKUP_COMPRESSION_LEVEL:-1}" -c) ;;
-  zstd) EXT=zst; COMPRESS=(zstd -q "-${BACKUP_COMPRESSION_LEVEL:-3}" -T0 -c) ;;
+  zstd) EXT=zst; COMPRESS=(zstd -q "-${BACKUP_COMPRESSION_LEVEL:-1}" -T0 -c) ;;
   *) die "BACKUP_COMPRESSION must be gzip or zstd, not '$BACKUP_COMPRESSION'" ;;
 esac
 
@@ -166,7 +170,7 @@ END {
 }'
 
 mkfifo "$WORK/stream"
-LC_ALL=C awk "$COUNTER" < "$WORK/stream" > "$WORK/rows.json" &
+LC_ALL=C "$AWK" "$COUNTER" < "$WORK/stream" > "$WORK/rows.json" &
 COUNTER_PID=$!
 PIDS+=("$COUNTER_PID")
 
