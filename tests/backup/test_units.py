@@ -287,3 +287,18 @@ def test_summary_without_bucket_reports_missing(tmp_path, capsys):
 
 def test_module_entry_point_exists():
     assert (Path(cli.__file__).parent / "__main__.py").exists()
+
+
+@pytest.mark.parametrize("script, shell", [("mysql-backup.sh", "bash"), ("filestore-backup.sh", "bash"),
+                                           ("etcd-backup.sh", "sh")])
+def test_producer_scripts_pass_shellcheck(script, shell):
+    """The in-cluster scripts are clean for shellcheck (etcd-backup.sh as POSIX sh)."""
+    import shutil
+    import subprocess
+
+    if not shutil.which("shellcheck"):
+        pytest.skip("shellcheck is not installed (Debian package shellcheck)")
+    path = Path(__file__).resolve().parents[2] / "roles" / "backups" / "files" / script
+    proc = subprocess.run(["shellcheck", "-s", shell, str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+    assert path.read_text().startswith("#!/usr/bin/env bash" if shell == "bash" else "#!/bin/sh")

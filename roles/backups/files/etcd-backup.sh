@@ -60,8 +60,8 @@ WATCHDOG=
 cleanup() {
   rc=$?
   trap - EXIT INT TERM HUP
-  [ -n "$CHILD" ] && kill "$CHILD" 2>/dev/null || true
-  [ -n "$WATCHDOG" ] && kill "$WATCHDOG" 2>/dev/null || true
+  if [ -n "$CHILD" ]; then kill "$CHILD" 2>/dev/null || true; fi
+  if [ -n "$WATCHDOG" ]; then kill "$WATCHDOG" 2>/dev/null || true; fi
   if [ "$DONE" != 1 ]; then
     [ -n "$SET_CREATED" ] && rm -rf -- "$SET_DIR"
     log "FAILED (exit $rc): removed partial set $SET_DIR"
@@ -97,7 +97,7 @@ else
 fi
 field() { printf '%s' "$STATUS" | sed -n "s/.*\"$1\":\([0-9][0-9]*\).*/\1/p"; }
 HASH="$(field hash)"; REVISION="$(field revision)"; KEYS="$(field totalKey)"; TOTAL="$(field totalSize)"
-[ -n "$HASH" ] && [ -n "$REVISION" ] && [ -n "$KEYS" ] || die "unexpected snapshot status: $STATUS"
+if [ -z "$HASH" ] || [ -z "$REVISION" ] || [ -z "$KEYS" ]; then die "unexpected snapshot status: $STATUS"; fi
 [ "$KEYS" -gt 0 ] || die "snapshot holds no keys"
 
 SIZE="$(wc -c < "$PART" | tr -d ' ')"

@@ -44,7 +44,7 @@ umask 077
 : "${MYSQLDUMP:=mysqldump}"
 : "${MYSQL_CLIENT:=mysql}"
 if [ -z "${AWK:-}" ]; then
-  if command -v mawk >/dev/null 2>&1; then AWK=mawk; else AWK=awk; fi
+  if command -v mawk >/dev/null 2>&1; then AWK="mawk"; else AWK="awk"; fi
 fi
 : "${BACKUP_ROOT:=/var/backups/seek-k3s}"
 : "${BACKUP_SOURCE:=mysql://${MYSQL_HOST}:${MYSQL_PORT}/${MYSQL_DATABASE}}"
@@ -145,6 +145,7 @@ PART="$SET_DIR/$ARTIFACT.part"
 # escapes, split the line at quotes (odd pieces are outside strings) and count "(" there. MySQL
 # puts a statement on one line, MariaDB one row per line: a statement ends with ";" outside
 # strings. LC_ALL=C keeps gawk (the mysql:8.4 image) byte-oriented and fast.
+# shellcheck disable=SC2016  # an awk program: its $ must not expand
 COUNTER='
 /^CREATE TABLE `/ { t = $0; sub(/^CREATE TABLE `/, "", t); sub(/`.*$/, "", t); if (!(t in rows)) { rows[t] = 0; order[++n] = t } }
 inins == 0 && /^INSERT INTO `/ {
