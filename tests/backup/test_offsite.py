@@ -228,3 +228,17 @@ def test_sse_and_storage_class_survive_the_metadata_copy(tool_config, s3, bucket
         assert head["ServerSideEncryption"] == "AES256"
         assert head["StorageClass"] == "STANDARD_IA"
         assert head["Metadata"]["ciphertext-sha256"]
+
+
+def test_local_retention_without_bucket(tmp_path, filestore):
+    """No bucket (lab): `prune --where local` applies the local policy, the newest set stays."""
+    root = tmp_path / "root"
+    make_filestore_sets(root, filestore, ["20261101T020000Z", "20261102T020000Z", "20261103T020000Z",
+                                          "20261103T140000Z", "20261104T020000Z"])
+    cfg = tmp_path / "lab.json"
+    cfg.write_text(json.dumps({"root": str(root), "local_keep_daily": 2, "local_keep_weekly": 0}))
+    run_tool(cfg, "prune", "--where", "local")
+    assert sorted(p.name for p in (root / "filestore").iterdir()) == ["20261103T140000Z", "20261104T020000Z"]
+    cfg.write_text(json.dumps({"root": str(root), "local_keep_daily": 0, "local_keep_weekly": 0}))
+    run_tool(cfg, "prune", "--where", "local")
+    assert [p.name for p in (root / "filestore").iterdir()] == ["20261104T020000Z"]

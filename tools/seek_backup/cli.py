@@ -210,10 +210,15 @@ def cmd_prune(cfg: Config, args: argparse.Namespace) -> int:
             locals_ = layout.local_sets(Path(cfg.root), kind)
             complete_l = [s for s in locals_ if s.is_complete()]
             uploaded = [s.stamp for s in complete_l if s.uploaded()]
-            # never delete a local set that has not left the host
-            protect = {s.stamp for s in complete_l if not s.uploaded()}
-            if uploaded:
-                protect.add(max(uploaded))
+            if cfg.bucket:
+                # never delete a local set that has not left the host
+                protect = {s.stamp for s in complete_l if not s.uploaded()}
+                if uploaded:
+                    protect.add(max(uploaded))
+            else:
+                # no bucket (a lab): nothing can leave the host, the local policy alone decides,
+                # and the newest complete set always stays
+                protect = {max(s.stamp for s in complete_l)} if complete_l else set()
             plan = retention.plan([s.stamp for s in complete_l], cfg.local_keep_daily, cfg.local_keep_weekly,
                                   parse, protect)
             for s in complete_l:
