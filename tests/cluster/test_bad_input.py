@@ -122,3 +122,11 @@ def test_malformed_version(tmp_path: Path, node: str, version: str) -> None:
     inventory = write_inventory(tmp_path, node, servers=1, agents=0, variables={"k3s_version": version})
     result = run_site(inventory)
     assert_refused_unchanged(result, node, f"k3s_version={version} is not a k3s release tag")
+
+
+def test_bad_seek_setting_stops_before_the_nodes_change(tmp_path: Path, node: str) -> None:
+    """A platform-layer mistake is caught in pre-flight too, not after k3s is installed."""
+    inventory = write_inventory(tmp_path, node, servers=1, agents=0,
+                                variables={"seek_ingress_host": "seek.example.org", "seek_tls": "bogus"})
+    result = run_site(inventory)
+    assert_refused_unchanged(result, node, "seek_tls must be one of", "got 'bogus'")
