@@ -242,3 +242,27 @@ def test_local_retention_without_bucket(tmp_path, filestore):
     cfg.write_text(json.dumps({"root": str(root), "local_keep_daily": 0, "local_keep_weekly": 0}))
     run_tool(cfg, "prune", "--where", "local")
     assert [p.name for p in (root / "filestore").iterdir()] == ["20261104T020000Z"]
+
+
+def test_offsite_stopped_by_sigterm_aborts_the_multipart_upload(tool_config, s3, bucket, tmp_path):
+    """systemd stopping the unit mid-upload: exit non-zero, multipart upload aborted, nothing kept."""
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "blob").write_bytes(os.urandom(120 * 1024 * 1024))
+    root = Path(json.loads(tool_config.read_text())["root"])
+    make_filestore_sets(root, src, ["20261107T020000Z"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SEEK_BACKUP_"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2] / "tools")
+    proc = subprocess.Popen([sys.executable, "-m", "seek_backup", "--config", str(tool_config), "offsite"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not s3.list_multipart_uploads(Bucket=bucket).get("Uploads"):
+        assert proc.poll() is None and time.monotonic() < deadline, "the upload never started"
+        time.sleep(0.05)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert not (root / "filestore" / "20261107T020000Z" / "uploaded.json").exists()

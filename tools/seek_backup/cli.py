@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -440,10 +441,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM handler: raise KeyboardInterrupt so that cleanups run."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, run, and turn every failure into one line and an exit code."""
     global QUIET
     args = build_parser().parse_args(argv)
+    # systemd stops the unit with SIGTERM: unwind like Ctrl-C so multipart uploads are aborted
+    signal.signal(signal.SIGTERM, _terminate)
     QUIET = args.quiet
     cfg: Config | None = None
     try:
@@ -459,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         return err.exit_code
     except KeyboardInterrupt:
-        print("seek-backup: error: interrupted", file=sys.stderr)
+        print("seek-backup: error: interrupted (incomplete uploads were aborted)", file=sys.stderr)
         return 130
     except ConfigError as exc:  # pragma: no cover - subclass of BackupError, kept for clarity
         print(f"seek-backup: error: {exc}", file=sys.stderr)

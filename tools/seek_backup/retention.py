@@ -8,7 +8,7 @@ The union is kept. Whatever else is in ``protect`` (the newest verified backup) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -22,7 +22,8 @@ class Plan:
     reasons: dict[str, list[str]]
 
 
-def plan(stamps: Iterable[str], keep_daily: int, keep_weekly: int, parse, protect: Iterable[str] = ()) -> Plan:  # type: ignore[no-untyped-def]
+def plan(stamps: Iterable[str], keep_daily: int, keep_weekly: int, parse: Callable[[str], datetime],
+         protect: Iterable[str] = ()) -> Plan:
     """Decide which of ``stamps`` survive.
 
     ``parse`` turns a stamp into a datetime; ``protect`` names stamps that must survive whatever
@@ -33,7 +34,7 @@ def plan(stamps: Iterable[str], keep_daily: int, keep_weekly: int, parse, protec
     ordered = sorted(set(stamps), key=parse, reverse=True)
     reasons: dict[str, list[str]] = {s: [] for s in ordered}
     days: list[tuple[int, int, int]] = []
-    weeks: list[tuple[int, int]] = []
+    weeks: list[tuple[int, ...]] = []
     for stamp in ordered:
         when: datetime = parse(stamp)
         day = (when.year, when.month, when.day)
@@ -43,7 +44,7 @@ def plan(stamps: Iterable[str], keep_daily: int, keep_weekly: int, parse, protec
                 reasons[stamp].append("daily")
         week = tuple(when.isocalendar())[:2]
         if week not in weeks:
-            weeks.append(week)  # type: ignore[arg-type]
+            weeks.append(week)
             if len(weeks) <= keep_weekly:
                 reasons[stamp].append("weekly")
     for stamp in protect:
