@@ -119,17 +119,20 @@ def encrypt_stream(src: BinaryIO, sink: Callable[[bytes], Any], recipients: list
     writer = HashingWriter(sink)
     try:
         pyrage.encrypt_io(reader, writer, recipients)
-    except Exception:
-        _reraise(reader, writer)
+    except Exception as exc:
+        _reraise(reader, writer, exc)
         raise
     return reader, writer
 
 
-def _reraise(reader: HashingReader, writer: HashingWriter) -> None:
-    """Re-raise the exception our reader or writer saw (pyrage reports only a bare OSError)."""
+def _reraise(reader: HashingReader, writer: HashingWriter, exc: BaseException) -> None:
+    """Re-raise the exception our reader or writer saw (pyrage reports only a bare OSError),
+    or the interrupt pyrage wrapped into its own error."""
     for side in (writer, reader):
         if side.error is not None:
             raise side.error
+    if "KeyboardInterrupt" in f"{type(exc).__name__}: {exc}":
+        raise KeyboardInterrupt from None
 
 
 def decrypt_stream(src: Any, sink: Callable[[bytes], Any], identities: list[Any]) -> tuple[HashingReader, HashingWriter]:
@@ -138,8 +141,10 @@ def decrypt_stream(src: Any, sink: Callable[[bytes], Any], identities: list[Any]
     writer = HashingWriter(sink)
     try:
         pyrage.decrypt_io(reader, writer, identities)
-    except (pyrage.DecryptError, OSError) as exc:
-        _reraise(reader, writer)
+    except Exception as exc:
+        _reraise(reader, writer, exc)
+        if not isinstance(exc, (pyrage.DecryptError, OSError)):
+            raise
         raise IntegrityError(f"age decryption failed (corrupted object or wrong identity): {exc}") from None
     return reader, writer
 
