@@ -1,0 +1,1 @@
+"""Tests of the backup tooling against real servers (MariaDB, etcd, moto)."""
