@@ -191,13 +191,14 @@ def test_backup_volume_follows_the_storage_backend(rendered) -> None:
 
 
 def test_scripts_configmap_ships_the_producer_scripts(rendered) -> None:
-    """The ConfigMap holds the producer scripts byte for byte, plus the drill and restore scripts."""
+    """The ConfigMap holds the producer scripts and their library byte for byte, plus the drill and restore
+    scripts."""
     _, evars, objects, _ = rendered
     maps = [o for o in objects.values() if o["kind"] == "ConfigMap"]
     assert {m["metadata"]["namespace"] for m in maps} == {evars.get("seek_namespace", "seek"), "kube-system"}
     for cm in maps:
         data = cm["data"]
-        for script in ("mysql-backup.sh", "filestore-backup.sh", "etcd-backup.sh"):
+        for script in ("backup-lib.sh", "mysql-backup.sh", "filestore-backup.sh", "etcd-backup.sh"):
             assert data[script] == (FILES / script).read_text().rstrip("\n")
         for script in ("backup-drill.sh", "restore-mysql.sh", "restore-filestore.sh"):
             assert data[script].startswith("#!/bin/bash\n"), script

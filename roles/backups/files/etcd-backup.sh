@@ -21,7 +21,7 @@
 #   BACKUP_SOURCE      free text recorded as "source" (default: etcd:ENDPOINTS)
 #   BACKUP_STAMP       override the UTC stamp YYYYMMDDTHHMMSSZ
 #
-# Needs: sh, etcdctl (v3.4+), optionally etcdutl (v3.5+), sha256sum, sed.
+# Needs: sh, etcdctl (v3.4+), optionally etcdutl (v3.5+), sha256sum, sed; backup-lib.sh next to it.
 set -eu
 umask 077
 
@@ -37,44 +37,26 @@ TLS=/var/lib/rancher/k3s/server/tls/etcd
 : "${BACKUP_ROOT:=/var/backups/seek-k3s}"
 : "${BACKUP_SOURCE:=etcd:${ETCDCTL_ENDPOINTS}}"
 export ETCDCTL_API ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY ETCDCTL_DIAL_TIMEOUT
-STAMP="${BACKUP_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}"
 if [ -z "${ETCDUTL:-}" ] && command -v etcdutl >/dev/null 2>&1; then ETCDUTL=etcdutl; fi
 
-log() { printf '%s etcd-backup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# log, die, json_str, the stamp check, the set directory and its cleanup trap
+# shellcheck source-path=SCRIPTDIR source=backup-lib.sh
+. "$(dirname "$0")/backup-lib.sh"
+backup_init etcd-backup etcd
 
-case "$STAMP" in
-  [0-9][0-9][0-9][0-9][0-1][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-5][0-9]Z) ;;
-  *) die "BACKUP_STAMP '$STAMP' is not YYYYMMDDTHHMMSSZ" ;;
-esac
 for f in "$ETCDCTL_CACERT" "$ETCDCTL_CERT" "$ETCDCTL_KEY"; do
   [ -r "$f" ] || die "cannot read $f (mount the etcd client certs read-only)"
 done
 
-SET_DIR="$BACKUP_ROOT/etcd/$STAMP"
-DONE=0
-SET_CREATED=
 CHILD=
 WATCHDOG=
-
-cleanup() {
-  rc=$?
-  trap - EXIT INT TERM HUP
+backup_cleanup_hook() {
   if [ -n "$CHILD" ]; then kill "$CHILD" 2>/dev/null || true; fi
   if [ -n "$WATCHDOG" ]; then kill "$WATCHDOG" 2>/dev/null || true; fi
-  if [ "$DONE" != 1 ]; then
-    [ -n "$SET_CREATED" ] && rm -rf -- "$SET_DIR"
-    log "FAILED (exit $rc): removed partial set $SET_DIR"
-    [ "$rc" = 0 ] && rc=1
-  fi
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "interrupted by signal"; exit 143' INT TERM HUP
+backup_traps
 
-mkdir -p -- "$BACKUP_ROOT/etcd"
-mkdir -- "$SET_DIR" || die "set $SET_DIR already exists"
-SET_CREATED=1
+backup_make_set
 PART="$SET_DIR/etcd.db.part"
 
 log "snapshot of $ETCDCTL_ENDPOINTS to $SET_DIR/etcd.db"
@@ -107,13 +89,13 @@ VERSION="$("$ETCDCTL" version 2>/dev/null | sed -n 's/^etcdctl version: //p')"
 {
   printf '{\n  "kind": "etcd",\n  "stamp": "%s",\n' "$STAMP"
   printf '  "created": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  printf '  "source": "%s",\n' "$(printf '%s' "$BACKUP_SOURCE" | sed 's/\\/\\\\/g; s/"/\\"/g')"
+  printf '  "source": %s,\n' "$(json_str "$BACKUP_SOURCE")"
   printf '  "artifact": {"name": "etcd.db", "size": %s, "sha256": "%s", "compression": "none"},\n' "$SIZE" "$SHA"
   printf '  "etcd": {"hash": %s, "revision": %s, "total_keys": %s, "total_size": %s, "etcdctl_version": "%s"},\n' \
     "$HASH" "$REVISION" "$KEYS" "${TOTAL:-0}" "$VERSION"
   printf '  "complete": true\n}\n'
 } > "$SET_DIR/manifest.json.tmp"
-sync
-mv -- "$SET_DIR/manifest.json.tmp" "$SET_DIR/manifest.json"
-DONE=1
+# no file arguments: a full sync (busybox sync may not take files)
+# shellcheck disable=SC2119
+backup_publish
 log "OK $SET_DIR/etcd.db size=$SIZE sha256=$SHA revision=$REVISION keys=$KEYS"

@@ -15,7 +15,7 @@
 #   BACKUP_COMPRESSION_LEVEL compression level (default: 1)
 #   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ
 #
-# Needs: bash, GNU tar, gzip or zstd, sha256sum, find.
+# Needs: bash, GNU tar, gzip or zstd, sha256sum, find; backup-lib.sh next to it.
 set -euo pipefail
 umask 077
 
@@ -24,44 +24,22 @@ umask 077
 : "${BACKUP_ROOT:=/var/backups/seek-k3s}"
 : "${BACKUP_SOURCE:=filestore:${FILESTORE_DIR}}"
 : "${BACKUP_COMPRESSION:=gzip}"
-STAMP="${BACKUP_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}"
 
-log() { printf '%s filestore-backup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-case "$STAMP" in
-  [0-9][0-9][0-9][0-9][0-1][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-5][0-9]Z) ;;
-  *) die "BACKUP_STAMP '$STAMP' is not YYYYMMDDTHHMMSSZ" ;;
-esac
-case "$BACKUP_COMPRESSION" in
-  gzip) EXT=gz; COMPRESS=(gzip "-${BACKUP_COMPRESSION_LEVEL:-1}" -c) ;;
-  zstd) EXT=zst; COMPRESS=(zstd -q "-${BACKUP_COMPRESSION_LEVEL:-1}" -T0 -c) ;;
-  *) die "BACKUP_COMPRESSION must be gzip or zstd, not '$BACKUP_COMPRESSION'" ;;
-esac
+# log, die, json_str, the stamp check, compression choice, the set directory and its cleanup trap
+# shellcheck source-path=SCRIPTDIR source=backup-lib.sh
+. "$(dirname "$0")/backup-lib.sh"
+backup_init filestore-backup filestore
+backup_compression
 [ -d "$FILESTORE_DIR" ] || die "FILESTORE_DIR $FILESTORE_DIR is not a directory"
 
-SET_DIR="$BACKUP_ROOT/filestore/$STAMP"
 ARTIFACT="filestore.tar.$EXT"
-DONE=0
 PIPE_PID=
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM HUP
-  [ -n "$PIPE_PID" ] && { kill -TERM -- "-$PIPE_PID" 2>/dev/null || true; wait 2>/dev/null || true; }
-  if [ "$DONE" != 1 ]; then
-    [ -n "${SET_CREATED:-}" ] && rm -rf -- "$SET_DIR"
-    log "FAILED (exit $rc): removed partial set $SET_DIR"
-    [ "$rc" = 0 ] && rc=1
-  fi
-  exit "$rc"
+backup_cleanup_hook() {
+  if [ -n "$PIPE_PID" ]; then kill -TERM -- "-$PIPE_PID" 2>/dev/null || true; wait 2>/dev/null || true; fi
 }
-trap cleanup EXIT
-trap 'log "interrupted by signal"; exit 143' INT TERM HUP
+backup_traps
 
-mkdir -p -- "$BACKUP_ROOT/filestore"
-mkdir -- "$SET_DIR" || die "set $SET_DIR already exists"
-SET_CREATED=1
+backup_make_set
 PART="$SET_DIR/$ARTIFACT.part"
 FILES="$(find "$FILESTORE_DIR" -xdev -type f | wc -l)"
 
@@ -69,7 +47,7 @@ log "archiving $FILESTORE_DIR ($FILES files) to $SET_DIR/$ARTIFACT"
 set -m
 (
   set +e
-  tar -C "$FILESTORE_DIR" --numeric-owner --one-file-system -cf - . | "${COMPRESS[@]}" > "$PART"
+  tar -C "$FILESTORE_DIR" --numeric-owner --one-file-system -cf - . | compress > "$PART"
   echo "${PIPESTATUS[*]}" > "$SET_DIR/.status"
 ) &
 PIPE_PID=$!
@@ -89,7 +67,6 @@ fi
 SIZE="$(stat -c %s "$PART")"
 SHA="$(sha256sum "$PART" | cut -d' ' -f1)"
 mv -- "$PART" "$SET_DIR/$ARTIFACT"
-json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 {
   printf '{\n  "kind": "filestore",\n  "stamp": "%s",\n' "$STAMP"
   printf '  "created": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -99,7 +76,5 @@ json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')";
   printf '  "filestore": {"path": %s, "files": %s, "tar_status": %s},\n' "$(json_str "$FILESTORE_DIR")" "$FILES" "$TAR_RC"
   printf '  "complete": true\n}\n'
 } > "$SET_DIR/manifest.json.tmp"
-sync "$SET_DIR/$ARTIFACT" "$SET_DIR/manifest.json.tmp" 2>/dev/null || sync
-mv -- "$SET_DIR/manifest.json.tmp" "$SET_DIR/manifest.json"
-DONE=1
+backup_publish "$SET_DIR/$ARTIFACT"
 log "OK $SET_DIR/$ARTIFACT size=$SIZE sha256=$SHA"

@@ -29,7 +29,7 @@
 #   TMPDIR                   where the client option file with the password lives (default: /tmp)
 #
 # Needs: bash, mysqldump + mysql (MySQL 8.4 or MariaDB), awk, gzip or zstd, openssl or sha256sum,
-# mkfifo.
+# mkfifo; backup-lib.sh next to it.
 # MySQL-only mysqldump flags are added only when the client is MySQL's (see "flavour" below).
 set -euo pipefail
 umask 077
@@ -49,45 +49,24 @@ fi
 : "${BACKUP_ROOT:=/var/backups/seek-k3s}"
 : "${BACKUP_SOURCE:=mysql://${MYSQL_HOST}:${MYSQL_PORT}/${MYSQL_DATABASE}}"
 : "${BACKUP_COMPRESSION:=gzip}"
-STAMP="${BACKUP_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}"
 
-log() { printf '%s mysql-backup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# log, die, json_str, the stamp check, compression choice, the set directory and its cleanup trap
+# shellcheck source-path=SCRIPTDIR source=backup-lib.sh
+. "$(dirname "$0")/backup-lib.sh"
+backup_init mysql-backup mysql
+backup_compression
 
-case "$STAMP" in
-  [0-9][0-9][0-9][0-9][0-1][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-5][0-9]Z) ;;
-  *) die "BACKUP_STAMP '$STAMP' is not YYYYMMDDTHHMMSSZ" ;;
-esac
-case "$BACKUP_COMPRESSION" in
-  gzip) EXT=gz; COMPRESS=(gzip "-${BACKUP_COMPRESSION_LEVEL:-1}" -c) ;;
-  zstd) EXT=zst; COMPRESS=(zstd -q "-${BACKUP_COMPRESSION_LEVEL:-1}" -T0 -c) ;;
-  *) die "BACKUP_COMPRESSION must be gzip or zstd, not '$BACKUP_COMPRESSION'" ;;
-esac
-
-SET_DIR="$BACKUP_ROOT/mysql/$STAMP"
 ARTIFACT="mysql.sql.$EXT"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/mysql-backup.XXXXXX")"
-DONE=0
 PIDS=()
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM HUP
+backup_cleanup_hook() {
   if [ "${#PIDS[@]}" -gt 0 ]; then
     kill -TERM -- "${PIDS[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
   fi
-  if [ "$DONE" != 1 ]; then
-    # never leave anything that looks like a backup: the whole set goes
-    [ -n "${SET_CREATED:-}" ] && rm -rf -- "$SET_DIR"
-    log "FAILED (exit $rc): removed partial set $SET_DIR"
-    [ "$rc" = 0 ] && rc=1
-  fi
   rm -rf -- "$WORK"
-  exit "$rc"
 }
-trap cleanup EXIT
-trap 'log "interrupted by signal"; exit 143' INT TERM HUP
+backup_traps
 
 # The password goes to a 0600 option file, never to argv or the environment of children.
 OPTS="$WORK/client.cnf"
@@ -134,9 +113,7 @@ for t in $MYSQL_EXCLUDE_DATA; do
   fi
 done
 
-mkdir -p -- "$BACKUP_ROOT/mysql"
-mkdir -- "$SET_DIR" || die "set $SET_DIR already exists"
-SET_CREATED=1
+backup_make_set
 PART="$SET_DIR/$ARTIFACT.part"
 
 # ---- row counter: reads the same bytes that go into the file --------------------------------
@@ -188,7 +165,7 @@ set -m
         "${DUMP_ARGS[@]}" "$MYSQL_DATABASE" "${EXCLUDED[@]}" || exit 11
     fi
     "$MYSQLDUMP" --defaults-extra-file="$OPTS" --protocol=TCP "${DUMP_ARGS[@]}" "$MYSQL_DATABASE" || exit 12
-  } | tee "$WORK/stream" | "${COMPRESS[@]}" > "$PART"
+  } | tee "$WORK/stream" | compress > "$PART"
   echo "${PIPESTATUS[*]}" > "$WORK/status"
 ) &
 PIPE_PID=$!
@@ -210,7 +187,6 @@ SHA="$(sha256 "$PART")"
 ROWS="$(cat "$WORK/rows.json")"
 mv -- "$PART" "$SET_DIR/$ARTIFACT"
 
-json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 excluded_json="$(for t in "${EXCLUDED[@]}"; do json_str "$t"; printf ','; done | sed 's/,$//')"
 {
   printf '{\n'
@@ -226,7 +202,5 @@ excluded_json="$(for t in "${EXCLUDED[@]}"; do json_str "$t"; printf ','; done |
   printf '            "tables": %s},\n' "$ROWS"
   printf '  "complete": true\n}\n'
 } > "$SET_DIR/manifest.json.tmp"
-sync "$SET_DIR/$ARTIFACT" "$SET_DIR/manifest.json.tmp" 2>/dev/null || sync
-mv -- "$SET_DIR/manifest.json.tmp" "$SET_DIR/manifest.json"
-DONE=1
+backup_publish "$SET_DIR/$ARTIFACT"
 log "OK $SET_DIR/$ARTIFACT size=$SIZE sha256=$SHA"

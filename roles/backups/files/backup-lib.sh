@@ -1,0 +1,87 @@
+#!/bin/sh
+# seek-k3s: helpers shared by the producer scripts (POSIX sh; sourced, not run).
+#
+# Sourced by mysql-backup.sh, filestore-backup.sh (bash) and etcd-backup.sh (busybox sh) from their
+# own directory: . "$(dirname "$0")/backup-lib.sh". It must work under bash, dash and busybox sh,
+# so anything bash-only (arrays, PIPESTATUS) stays in the scripts.
+#
+# Call order in a script:
+#   backup_init NAME KIND     log prefix NAME; checks the UTC stamp; sets STAMP, SET_DIR, DONE=0
+#   backup_compression        (gzip/zstd scripts) checks BACKUP_COMPRESSION, sets EXT; then `compress`
+#   backup_cleanup_hook() {}  optional: stop children, remove work files (runs first in the cleanup)
+#   backup_traps              the cleanup on EXIT (removes a partial set) and exit 143 on INT TERM HUP
+#   backup_make_set           creates SET_DIR (fails if it already exists)
+#   ... write the artifact and SET_DIR/manifest.json.tmp ...
+#   backup_publish [FILE...]  syncs, moves manifest.json into place (written last), sets DONE=1
+
+log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BACKUP_LOG_NAME" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# JSON string literal of $1 (backslash and double quote escaped)
+json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
+
+backup_init() {
+  BACKUP_LOG_NAME=$1
+  STAMP="${BACKUP_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}"
+  case "$STAMP" in
+    [0-9][0-9][0-9][0-9][0-1][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-5][0-9]Z) ;;
+    *) die "BACKUP_STAMP '$STAMP' is not YYYYMMDDTHHMMSSZ" ;;
+  esac
+  SET_DIR="$BACKUP_ROOT/$2/$STAMP"
+  SET_CREATED=
+  DONE=0
+}
+
+# shellcheck disable=SC2034  # EXT is read by the sourcing script
+backup_compression() {
+  case "$BACKUP_COMPRESSION" in
+    gzip) EXT=gz ;;
+    zstd) EXT=zst ;;
+    *) die "BACKUP_COMPRESSION must be gzip or zstd, not '$BACKUP_COMPRESSION'" ;;
+  esac
+}
+
+# stdin to stdout with the compressor chosen by backup_compression
+compress() {
+  case "$BACKUP_COMPRESSION" in
+    gzip) gzip "-${BACKUP_COMPRESSION_LEVEL:-1}" -c ;;
+    zstd) zstd -q "-${BACKUP_COMPRESSION_LEVEL:-1}" -T0 -c ;;
+  esac
+}
+
+backup_cleanup_hook() { :; }
+
+backup_cleanup() {
+  _backup_rc=$?
+  trap - EXIT INT TERM HUP
+  backup_cleanup_hook || true
+  if [ "$DONE" != 1 ]; then
+    # never leave anything that looks like a backup: the whole set goes
+    if [ -n "${SET_CREATED:-}" ]; then rm -rf -- "$SET_DIR"; fi
+    log "FAILED (exit $_backup_rc): removed partial set $SET_DIR"
+    if [ "$_backup_rc" = 0 ]; then _backup_rc=1; fi
+  fi
+  exit "$_backup_rc"
+}
+
+backup_traps() {
+  trap backup_cleanup EXIT
+  trap 'log "interrupted by signal"; exit 143' INT TERM HUP
+}
+
+backup_make_set() {
+  mkdir -p -- "${SET_DIR%/*}"
+  mkdir -- "$SET_DIR" || die "set $SET_DIR already exists"
+  SET_CREATED=1
+}
+
+# the manifest goes last and atomically: a set without manifest.json is incomplete
+backup_publish() {
+  if [ "$#" -gt 0 ]; then
+    sync "$@" "$SET_DIR/manifest.json.tmp" 2>/dev/null || sync
+  else
+    sync
+  fi
+  mv -- "$SET_DIR/manifest.json.tmp" "$SET_DIR/manifest.json"
+  DONE=1
+}
