@@ -7,6 +7,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 ANSIBLE_NOCOLOR=1
 
 failed=()
+passed=0
 step() { # step NAME COMMAND...
   local name=$1 start rc
   shift
@@ -15,7 +16,7 @@ step() { # step NAME COMMAND...
   "$@"
   rc=$?
   printf '==== %s: %s in %ss\n' "$name" "$([ $rc -eq 0 ] && echo ok || echo "FAILED (exit $rc)")" "$(($(date +%s) - start))"
-  [ $rc -eq 0 ] || failed+=("$name")
+  if [ $rc -eq 0 ]; then passed=$((passed + 1)); else failed+=("$name"); fi
 }
 
 syntax_check() {
@@ -60,8 +61,6 @@ done
 step "molecule k3s and k3s-ha (need network)" k3s_scenarios
 
 echo
-if [ ${#failed[@]} -gt 0 ]; then
-  printf 'FAILED steps: %s\n' "${failed[*]}"
-  exit 1
-fi
-echo "all steps passed"
+[ ${#failed[@]} -eq 0 ] || printf 'FAILED steps: %s\n' "${failed[*]}"
+echo "steps: $passed passed, ${#failed[@]} failed"
+[ ${#failed[@]} -eq 0 ]
