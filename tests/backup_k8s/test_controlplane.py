@@ -147,28 +147,37 @@ def test_failed_restore_leaves_seek_at_zero_and_remembers_the_replicas(kube_api:
     both restore Jobs are created and admitted; here no kubelet runs them, so the Jobs hit their
     deadline, the controller marks them Failed, and the play fails with SEEK left at zero."""
     restricted_namespace(kube_api)
-    apply(kube_api, seek_deployment("seek-web", 2))
-    apply(kube_api, seek_deployment("seek-workers", 1))
-    evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backups_restore_timeout_seconds": 15,
-             "backups_restore_mysql_dir": "mysql/20260101T013000Z",
-             "backups_restore_filestore_dir": "restore/filestore/20260101T013004Z"}
-    playbook = tmp_path / "restore.yml"
-    playbook.write_text(RESTORE)
-    result = run_playbook(playbook, tmp_path, evars)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-5000:]
-    assert "stays scaled to zero" in output, output[-5000:]
-    for name, before in (("seek-web", "2"), ("seek-workers", "1")):
-        deployment = get_json(kube_api, "deployment", "-n", NAMESPACE, name)
-        assert deployment["spec"]["replicas"] == 0, name
-        assert deployment["metadata"]["annotations"]["seek-k3s/replicas-before-restore"] == before
-    jobs = get_json(kube_api, "jobs", "-n", NAMESPACE, "-l", "seek-k3s/restore")["items"]
-    assert sorted(j["metadata"]["labels"]["app.kubernetes.io/name"] for j in jobs) == [
-        "seek-restore-filestore", "seek-restore-mysql"]
-    envs = {j["metadata"]["labels"]["app.kubernetes.io/name"]:
-            {e["name"]: e.get("value") for e in j["spec"]["template"]["spec"]["containers"][0]["env"]} for j in jobs}
-    assert envs["seek-restore-mysql"]["RESTORE_SET_DIR"] == "/backup/mysql/20260101T013000Z"
-    assert envs["seek-restore-filestore"]["RESTORE_SET_DIR"] == "/backup/restore/filestore/20260101T013004Z"
-    for job in jobs:
-        reasons = [c.get("reason") for c in job["status"].get("conditions", []) if c["type"] == "Failed"]
-        assert reasons == ["DeadlineExceeded"], job["status"]
+    # The stand-ins share the API server (and the seek namespace) with the SEEK layer tests:
+    # they are removed afterwards so the real seek-web Deployment, whose selector differs, can
+    # be created there.
+    try:
+        apply(kube_api, seek_deployment("seek-web", 2))
+        apply(kube_api, seek_deployment("seek-workers", 1))
+        evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backups_restore_timeout_seconds": 15,
+                 "backups_restore_mysql_dir": "mysql/20260101T013000Z",
+                 "backups_restore_filestore_dir": "restore/filestore/20260101T013004Z"}
+        playbook = tmp_path / "restore.yml"
+        playbook.write_text(RESTORE)
+        result = run_playbook(playbook, tmp_path, evars)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output[-5000:]
+        assert "stays scaled to zero" in output, output[-5000:]
+        for name, before in (("seek-web", "2"), ("seek-workers", "1")):
+            deployment = get_json(kube_api, "deployment", "-n", NAMESPACE, name)
+            assert deployment["spec"]["replicas"] == 0, name
+            assert deployment["metadata"]["annotations"]["seek-k3s/replicas-before-restore"] == before
+        jobs = get_json(kube_api, "jobs", "-n", NAMESPACE, "-l", "seek-k3s/restore")["items"]
+        assert sorted(j["metadata"]["labels"]["app.kubernetes.io/name"] for j in jobs) == [
+            "seek-restore-filestore", "seek-restore-mysql"]
+        envs = {j["metadata"]["labels"]["app.kubernetes.io/name"]:
+                {e["name"]: e.get("value") for e in j["spec"]["template"]["spec"]["containers"][0]["env"]} for j in jobs}
+        assert envs["seek-restore-mysql"]["RESTORE_SET_DIR"] == "/backup/mysql/20260101T013000Z"
+        assert envs["seek-restore-filestore"]["RESTORE_SET_DIR"] == "/backup/restore/filestore/20260101T013004Z"
+        for job in jobs:
+            reasons = [c.get("reason") for c in job["status"].get("conditions", []) if c["type"] == "Failed"]
+            assert reasons == ["DeadlineExceeded"], job["status"]
+    finally:
+        kube_api.run_kubectl("-n", NAMESPACE, "delete", "deployment", "seek-web", "seek-workers",
+                             "--ignore-not-found", "--wait=false")
+        kube_api.run_kubectl("-n", NAMESPACE, "delete", "jobs", "-l", "seek-k3s/restore",
+                             "--ignore-not-found", "--wait=false")
