@@ -34,7 +34,7 @@ syntax_check() {
 
 # The scenarios that download k3s (and, for `full`, the SEEK, MySQL and Solr images) need
 # network; without it they are skipped, saying why. Users' CI runs them.
-network_scenarios=(k3s k3s-ha k3s-upgrade)
+network_scenarios=(k3s k3s-ha k3s-upgrade full)
 k3s_scenarios() {
   local url probe scenario
   url="$(sed -n 's/^k3s_release_url: //p' roles/k3s/defaults/main.yml)/$(sed -n 's/^k3s_version: //p' roles/k3s/defaults/main.yml | sed 's/+/%2B/')/sha256sum-amd64.txt"
@@ -63,6 +63,7 @@ step "yamllint --strict" yamllint --strict .
 step "ansible-lint (production profile)" ansible-lint
 step "syntax-check of every playbook with every inventory" syntax_check
 step "molecule syntax of the networked scenarios" network_syntax
+step "workflow lint (actionlint, zizmor)" tests/lint-workflows.sh
 step "pytest" pytest
 for scenario in molecule/*/; do
   scenario=$(basename "$scenario")
