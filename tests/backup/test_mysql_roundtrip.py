@@ -64,7 +64,7 @@ def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, too
     """dump -> encrypt -> upload -> verify -> download -> decrypt -> restore gives the same CHECKSUM TABLE."""
     seed(mariadb, "seek_rt", bulk_rows=3000)
     root = Path(json.loads(tool_config.read_text())["root"])
-    set_dir = dump(mariadb, "seek_rt", root)
+    set_dir = dump(mariadb, "seek_rt", root, SEEK_IMAGE="fairdom/seek:1.18.1")
     manifest = json.loads((set_dir / "manifest.json").read_text())
     assert manifest["complete"] is True and manifest["kind"] == "mysql"
     assert manifest["mysql"]["server_flavour"] == "mariadb"
@@ -93,7 +93,8 @@ def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, too
     assert fetched_art.read_bytes() == (set_dir / "mysql.sql.gz").read_bytes()
 
     before = mariadb.checksums("seek_rt")
-    run_tool(tool_config, "restore-mysql", "--database", "seek_rt_restored", env=tool_env(mariadb))
+    run_tool(tool_config, "restore-mysql", "--database", "seek_rt_restored", "--seek-image", "fairdom/seek:1.18.1",
+             env=tool_env(mariadb))
     after = mariadb.checksums("seek_rt_restored")
     assert set(before) == {"users", "content_blobs", "sessions", "empty_things", "bulk"}
     assert {k: v for k, v in before.items() if k != "sessions"} == {k: v for k, v in after.items() if k != "sessions"}
@@ -112,7 +113,8 @@ def test_zstd_set_round_trip_through_local_restore(mariadb, tool_config, tmp_pat
     root = Path(json.loads(tool_config.read_text())["root"])
     set_dir = dump(mariadb, "seek_zst", root, BACKUP_COMPRESSION="zstd")
     assert (set_dir / "mysql.sql.zst").exists()
-    run_tool(tool_config, "restore-mysql", "--local", "--database", "seek_zst_restored", env=tool_env(mariadb))
+    run_tool(tool_config, "restore-mysql", "--local", "--database", "seek_zst_restored", "--seek-image",
+             "fairdom/seek:1.18.1", "--allow-seek-upgrade", env=tool_env(mariadb))
     assert mariadb.checksums("seek_zst")["users"] == mariadb.checksums("seek_zst_restored")["users"]
 
 
@@ -201,7 +203,8 @@ def test_wrong_password_fails_cleanly(mariadb, tmp_path):
 
 
 def test_corrupted_object_detected_by_verify_and_drill(mariadb, tool_config, s3, bucket):
-    """One changed byte in the uploaded object: verify --deep and the drill both fail loudly."""
+    """One changed byte in the uploaded object: verify (it reads the newest set), verify --deep and the
+    drill all fail loudly."""
     seed(mariadb, "seek_corrupt", bulk_rows=2000)
     root = Path(json.loads(tool_config.read_text())["root"])
     set_dir = dump(mariadb, "seek_corrupt", root)
@@ -215,8 +218,9 @@ def test_corrupted_object_detected_by_verify_and_drill(mariadb, tool_config, s3,
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(data), Metadata=obj["Metadata"])
     assert s3.head_object(Bucket=bucket, Key=key)["ContentLength"] == len(data)
 
-    quick = run_tool(tool_config, "verify", check=False)
-    assert quick.returncode == 0, "same size and metadata: the head check cannot see it, --deep must"
+    routine = run_tool(tool_config, "verify", check=False)
+    assert routine.returncode == 1, "same size and metadata: only reading the object sees it, and verify does"
+    assert "ciphertext sha256" in routine.stdout
     deep = run_tool(tool_config, "verify", "--deep", check=False)
     assert deep.returncode == 1
     assert "FAILED" in deep.stdout and "ciphertext sha256" in deep.stdout

@@ -303,3 +303,44 @@ def test_producer_scripts_pass_shellcheck(script, shell):
     proc = subprocess.run(["shellcheck", "-x", "-s", shell, str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
     assert path.read_text().startswith("#!/usr/bin/env bash" if shell == "bash" else "#!/bin/sh")
+
+
+# ---- restore safety: one-line errors, SEEK versions -----------------------------------------------
+def test_client_error_is_one_line_and_drops_quoted_content():
+    from seek_backup.errors import client_error, one_line
+
+    err = (b"--------------\nINSERT INTO `t` VALUES (1,'secret row'),(2,'more')\n--------------\n\n"
+           b"ERROR 1062 (23000) at line 41: Duplicate entry 'alice@example.org' for key 'email'\n"
+           + b"(1,'secret row'),(2,'more')\n" * 10000)
+    line = client_error(err)
+    assert line == "ERROR 1062 (23000) at line 41: Duplicate entry [quoted content omitted]"
+    assert "\n" not in one_line("a\nb\tc " * 200) and len(one_line("x" * 1000)) == 300
+    assert client_error(b"") == "no error message"
+    assert client_error(b"gzip: stdin: invalid compressed data--format violated\n") == \
+        "gzip: stdin: invalid compressed data--format violated"
+
+
+@pytest.mark.parametrize("image, version", [
+    ("fairdom/seek:1.18.1", (1, 18, 1)), ("fairdom/seek:1.17", (1, 17)), ("registry:5000/seek:v1.19.0", (1, 19, 0)),
+    ("registry:5000/seek", None), ("fairdom/seek@sha256:" + "a" * 64, None), ("fairdom/seek:main", None),
+])
+def test_seek_version(image, version):
+    assert restore.seek_version(image) == version
+
+
+def test_check_seek_image():
+    from seek_backup.errors import BackupError
+
+    man = {"seek_image": "fairdom/seek:1.17.4"}
+    assert restore.check_seek_image({"seek_image": "fairdom/seek:1.18.1"}, "fairdom/seek:1.18.1", False) is False
+    assert restore.check_seek_image({"seek_image": "mirror/seek:1.18.1"}, "fairdom/seek:1.18.1", False) is False
+    with pytest.raises(BackupError, match="--allow-seek-upgrade"):
+        restore.check_seek_image(man, "fairdom/seek:1.18.1", False)
+    assert restore.check_seek_image(man, "fairdom/seek:1.18.1", True) is True
+    with pytest.raises(BackupError, match="cannot downgrade"):
+        restore.check_seek_image(man, "fairdom/seek:1.16.2", True)
+    with pytest.raises(ConfigError, match="--seek-image"):
+        restore.check_seek_image(man, None, True)
+    with pytest.raises(BackupError, match="does not record"):
+        restore.check_seek_image({}, "fairdom/seek:1.18.1", False)
+    assert restore.check_seek_image({"seek_image": None}, "fairdom/seek:1.18.1", True) is True

@@ -3,6 +3,7 @@ Debian stands in for MySQL 8.4 (not packaged here), the sets come from the produ
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -50,9 +51,12 @@ def source_db(mariadb_server: MariaDB) -> MariaDB:
     return mariadb_server
 
 
-def dump(db: MariaDB, root: Path, stamp: str | None = None) -> Path:
+IMAGE = "fairdom/seek:1.18.1"
+
+
+def dump(db: MariaDB, root: Path, stamp: str | None = None, image: str = IMAGE) -> Path:
     """Run the producer script: one complete MySQL set under ``root``; return its directory."""
-    env = {**os.environ, **db.env(DB), "BACKUP_ROOT": str(root)}
+    env = {**os.environ, **db.env(DB), "BACKUP_ROOT": str(root), "SEEK_IMAGE": image}
     env["MYSQL_USER"], env["MYSQL_PASSWORD"] = db.user, db.password
     if stamp:
         env["BACKUP_STAMP"] = stamp
@@ -123,20 +127,44 @@ def test_drill_fails_when_backups_have_stopped(scripts, source_db, tmp_path) -> 
     assert missing.returncode != 0 and "no complete MySQL backup set" in missing.stderr
 
 
+ROOT_PASSWORD = "restore-root-pw"
+
+
+def restore_mysql(script: Path, db: MariaDB, set_dir: Path, target: str, **extra: str) -> subprocess.CompletedProcess:
+    """Run restore-mysql.sh over TCP as root, as the restore Job does (SEEK_IMAGE: the deployed one)."""
+    db.sql(f"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{ROOT_PASSWORD}';"
+           f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{ROOT_PASSWORD}';"
+           "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;")
+    env = {**os.environ, "RESTORE_SET_DIR": str(set_dir), "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(db.port),
+           "MYSQL_DATABASE": target, "MYSQL_ROOT_PASSWORD": ROOT_PASSWORD, "SEEK_IMAGE": IMAGE, **extra}
+    return subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, check=False)
+
+
+def live_target(db: MariaDB, name: str) -> dict[str, str]:
+    """An existing database with rows of its own; returns its table checksums."""
+    db.sql(f"DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name};"
+           f"CREATE TABLE {name}.users (id INT PRIMARY KEY, login VARCHAR(64));"
+           f"INSERT INTO {name}.users VALUES (1, 'existing-admin');")
+    return db.checksums(name)
+
+
+def one_failure_line(result: subprocess.CompletedProcess) -> str:
+    """The single RESTORE FAILED line of stderr; it never carries row data of the dump."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode != 0 and len(lines) == 1, result.stdout + result.stderr
+    assert lines[0].startswith("RESTORE FAILED: ")
+    for row_data in ("Ada", "tricky", "secret session", "VALUES"):
+        assert row_data not in lines[0], lines[0]
+    return lines[0]
+
+
 def test_restore_mysql_recreates_the_database_with_the_same_content(scripts, source_db, tmp_path) -> None:
     """restore-mysql.sh over TCP as root: same table checksums as the source, sessions kept empty."""
     set_dir = dump(source_db, tmp_path, stamp_ago(1))
-    password = "restore-root-pw"
-    source_db.sql(f"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{password}';"
-                  f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{password}';"
-                  "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;")
     target = "seek_restored"
     source_db.sql(f"DROP DATABASE IF EXISTS {target}; CREATE DATABASE {target};"
                   f"CREATE TABLE {target}.stale (id INT);")
-    env = {**os.environ, "RESTORE_SET_DIR": str(set_dir), "MYSQL_HOST": "127.0.0.1",
-           "MYSQL_PORT": str(source_db.port), "MYSQL_DATABASE": target, "MYSQL_ROOT_PASSWORD": password}
-    result = subprocess.run(["bash", str(scripts["restore-mysql.sh"])], env=env, capture_output=True,
-                            text=True, check=False)
+    result = restore_mysql(scripts["restore-mysql.sh"], source_db, set_dir, target)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "row counts match the manifest" in result.stdout
     original = source_db.checksums(DB)
@@ -185,3 +213,51 @@ def test_restore_filestore_replaces_the_content_only_after_a_complete_extract(sc
     bad = subprocess.run(["bash", str(scripts["restore-filestore.sh"])], env=run_env, capture_output=True, text=True)
     assert bad.returncode != 0 and "old filestore is untouched" in bad.stderr
     assert tree(target) == before
+
+
+def test_restore_mysql_corrupted_artifact_leaves_the_database_untouched(scripts, source_db, tmp_path) -> None:
+    """One flipped byte in the artifact: refused on its sha256 before the database is dropped."""
+    set_dir = dump(source_db, tmp_path, stamp_ago(1))
+    artifact = set_dir / "mysql.sql.gz"
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    artifact.write_bytes(bytes(data))
+    before = live_target(source_db, "seek_live_sh")
+    line = one_failure_line(restore_mysql(scripts["restore-mysql.sh"], source_db, set_dir, "seek_live_sh"))
+    assert "sha256" in line and "nothing was changed" in line
+    assert source_db.checksums("seek_live_sh") == before
+
+
+def test_restore_mysql_refuses_another_seek_version_unless_told_to_upgrade(scripts, source_db, tmp_path) -> None:
+    """A dump of 1.17.4 under 1.18.1 is refused (database untouched) unless RESTORE_ALLOW_SEEK_UPGRADE
+    is true; a dump of a newer SEEK is refused even then."""
+    old_set = dump(source_db, tmp_path / "old", stamp_ago(1), image="fairdom/seek:1.17.4")
+    before = live_target(source_db, "seek_live_v")
+    line = one_failure_line(restore_mysql(scripts["restore-mysql.sh"], source_db, old_set, "seek_live_v"))
+    assert "fairdom/seek:1.17.4" in line and "restore_allow_seek_upgrade=true" in line
+    assert source_db.checksums("seek_live_v") == before
+
+    new_set = dump(source_db, tmp_path / "new", stamp_ago(1), image="fairdom/seek:1.19.0")
+    line = one_failure_line(restore_mysql(scripts["restore-mysql.sh"], source_db, new_set, "seek_live_v",
+                                          RESTORE_ALLOW_SEEK_UPGRADE="true"))
+    assert "cannot downgrade" in line
+    assert source_db.checksums("seek_live_v") == before
+
+    ok = restore_mysql(scripts["restore-mysql.sh"], source_db, old_set, "seek_live_v", RESTORE_ALLOW_SEEK_UPGRADE="true")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "upgrade must run after this restore" in ok.stdout
+    assert source_db.checksums("seek_live_v")["people"] == source_db.checksums(DB)["people"]
+
+
+def test_restore_mysql_load_error_is_one_line_without_row_data(scripts, source_db, tmp_path) -> None:
+    """An intact set (sha256 matches) whose SQL does not load: mysql quotes the statement in its
+    error; the Job's message keeps the first line, cut before the quote."""
+    set_dir = dump(source_db, tmp_path, stamp_ago(1))
+    artifact = set_dir / "mysql.sql.gz"
+    sql = gzip.decompress(artifact.read_bytes()).replace(b"INSERT INTO `people` VALUES", b"INSERT INTO `people` VALUEZ", 1)
+    artifact.write_bytes(gzip.compress(sql))
+    manifest = json.loads((set_dir / "manifest.json").read_text())
+    manifest["artifact"]["sha256"] = hashlib.sha256(artifact.read_bytes()).hexdigest()
+    (set_dir / "manifest.json").write_text(json.dumps(manifest))
+    line = one_failure_line(restore_mysql(scripts["restore-mysql.sh"], source_db, set_dir, "seek_bad_sh"))
+    assert "ERROR 1064" in line and "quoted content omitted" in line

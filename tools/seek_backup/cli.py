@@ -13,8 +13,10 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import botocore.exceptions
 from . import config as config_mod
 from . import crypto, layout, restore, retention
 from .config import Config
-from .errors import EXIT_CONFIG, EXIT_FAILED, BackupError, ConfigError, IntegrityError
+from .errors import EXIT_CONFIG, EXIT_FAILED, BackupError, ConfigError, IntegrityError, one_line
 from .layout import KINDS, LocalSet
 from .storage import Check, RemoteSet, Store, translate
 
@@ -89,40 +91,126 @@ def pick_local(cfg: Config, kind: str, stamp: str | None) -> LocalSet:
     return sets[-1]
 
 
-def source_for(cfg: Config, args: argparse.Namespace, kind: str) -> tuple[str, str, dict[str, Any], Callable]:
-    """(stamp, artifact name, manifest, feeder) for the local or remote set the user asked for."""
+def manifest_for(cfg: Config, args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    """The manifest of the local or remote set the user asked for (nothing else is read)."""
+    if getattr(args, "local", False):
+        return pick_local(cfg, kind, args.stamp).manifest()
+    store = Store(cfg)
+    rs = pick_remote(store, kind, args.stamp)
+    return store.get_manifest(rs.kind, rs.stamp, crypto.load_identities(args.identity or cfg.identity_file))
+
+
+@contextmanager
+def open_source(cfg: Config, args: argparse.Namespace, kind: str,
+                verify_first: bool) -> Iterator[tuple[str, str, dict[str, Any], Callable]]:
+    """(stamp, artifact name, manifest, feeder) for the local or remote set the user asked for.
+
+    ``verify_first`` (restores): the whole object is proven before this yields, so a corrupted
+    backup never reaches the target. A local artifact is hashed against its manifest; a remote one
+    is downloaded as ciphertext into a 0600 spool file in ``spool_dir`` and both digests are
+    checked (``Store.download_verified``); the feeder then decrypts the spool file. Without it
+    (the drill's throwaway database) the object streams straight from the bucket and is checked
+    as it goes. The spool file is removed on the way out, whatever happened.
+    """
     if getattr(args, "local", False):
         local = pick_local(cfg, kind, args.stamp)
         man = local.manifest()
         path = local.path / man["artifact"]["name"]
         if layout.sha256_file(path) != man["artifact"]["sha256"]:
-            raise IntegrityError(f"{path}: sha256 differs from its manifest")
+            raise IntegrityError(f"{path}: sha256 differs from its manifest: nothing was changed")
 
         def feed_local(sink: Callable[[bytes], Any]) -> None:
             with open(path, "rb") as fh:
                 while block := fh.read(1 << 20):
                     sink(block)
 
-        return local.stamp, man["artifact"]["name"], man, feed_local
+        yield local.stamp, man["artifact"]["name"], man, feed_local
+        return
     store = Store(cfg)
     identities = crypto.load_identities(args.identity or cfg.identity_file)
     rs = pick_remote(store, kind, args.stamp)
     man = store.get_manifest(rs.kind, rs.stamp, identities)
+    expected = man["artifact"]["sha256"]
+    if not verify_first:
+        def feed_remote(sink: Callable[[bytes], Any]) -> None:
+            store.stream_artifact(rs, sink, identities, expected)
 
-    def feed_remote(sink: Callable[[bytes], Any]) -> None:
-        store.stream_artifact(rs, sink, identities, man["artifact"]["sha256"])
+        yield rs.stamp, man["artifact"]["name"], man, feed_remote
+        return
+    spool_dir = Path(getattr(args, "spool_dir", None) or cfg.spool_dir or tempfile.gettempdir())
+    with tempfile.TemporaryDirectory(prefix="seek-backup-verify-", dir=spool_dir) as tmp:
+        spool = Path(tmp) / (str(rs.artifact))
+        log(f"downloading {rs.kind}/{rs.stamp} to {spool_dir} and verifying it before anything changes")
+        store.download_verified(rs, spool, identities, expected, log)
 
-    return rs.stamp, man["artifact"]["name"], man, feed_remote
+        def feed_spool(sink: Callable[[bytes], Any]) -> None:
+            with open(spool, "rb") as fh:
+                _, writer = crypto.decrypt_stream(fh, sink, identities)
+            if writer.sha.hexdigest() != expected:
+                raise IntegrityError(f"{spool}: plaintext sha256 changed after verification")
+
+        yield rs.stamp, man["artifact"]["name"], man, feed_spool
 
 
-def newest_verified(store: Store, sets: list[RemoteSet]) -> tuple[str | None, dict[str, Check]]:
-    """Walk from the newest complete set until one passes the head check."""
+VERIFIED_FILE = ".seek-backup-verified.json"
+
+
+def load_verified(cfg: Config) -> dict[str, Any]:
+    """Read-verification records under the backup root: object key -> etag, digest, time of the read."""
+    try:
+        data = json.loads((Path(cfg.root) / VERIFIED_FILE).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def save_verified(cfg: Config, state: dict[str, Any]) -> None:
+    """Write the read-verification records (a read-only root only costs a re-read next time)."""
+    try:
+        layout.write_json_atomic(Path(cfg.root) / VERIFIED_FILE, state)
+    except OSError as exc:
+        log(f"warning: cannot record verification results under {cfg.root}: {exc.strerror}")
+
+
+def read_check(store: Store, cfg: Config, rs: RemoteSet, state: dict[str, Any],
+               identities: list[Any] | None = None, force: bool = False) -> Check:
+    """Verify one remote set by reading it: the whole object is downloaded and its ciphertext
+    sha256 compared with the recorded one (with ``identities`` also decrypted and the plaintext
+    sha256 compared). An object with the same ETag and digest that was read and matched less than
+    ``verify_max_age_hours`` ago is not read again (``force`` reads anyway)."""
+    head = store.check_set(rs)
+    if not head.ok:
+        return head
+    key = store.base(rs.kind, rs.stamp) + str(rs.artifact)
+    rec = state.get(key) or {}
+    if not force and not identities and rec.get("etag") == head.etag and rec.get("ciphertext_sha256") == head.cipher_sha256:
+        try:
+            read_at = datetime.strptime(str(rec.get("read_at")), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+        except ValueError:
+            read_at = None
+        if read_at and (datetime.now(timezone.utc) - read_at).total_seconds() < cfg.verify_max_age_hours * 3600:
+            head.read = True
+            head.detail = f"ok (read and hashed {human_age(read_at)} ago)"
+            return head
+    check = store.check_set(rs, deep=True, identities=identities)
+    if check.ok:
+        state[key] = {"etag": check.etag, "ciphertext_sha256": check.cipher_sha256,
+                      "read_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    else:
+        state.pop(key, None)
+    return check
+
+
+def newest_verified(store: Store, sets: list[RemoteSet], cfg: Config,
+                    state: dict[str, Any]) -> tuple[str | None, dict[str, Check]]:
+    """Walk from the newest complete set until one is verified by reading it (:func:`read_check`)."""
     checks: dict[str, Check] = {}
     for rs in sorted((s for s in sets if s.complete), key=lambda s: s.stamp, reverse=True):
-        check = store.check_set(rs)
+        check = read_check(store, cfg, rs, state)
         checks[rs.stamp] = check
         if check.ok:
             return rs.stamp, checks
+        log(f"remote {rs.kind}/{rs.stamp} failed verification: {check.detail}")
     return None, checks
 
 
@@ -155,7 +243,8 @@ def cmd_offsite(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_verify(cfg: Config, args: argparse.Namespace) -> int:
-    """Re-check remote sets; --deep downloads and hashes (and decrypts with an identity)."""
+    """Check remote sets: head check of all; the newest complete set of each kind is read back
+    (ciphertext sha256 of the whole object); --deep reads every set; --identity also decrypts."""
     store = Store(cfg)
     identities = crypto.load_identities(args.identity) if args.identity else None
     sets = store.list_sets(args.kind)
@@ -173,11 +262,21 @@ def cmd_verify(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     bad = 0
     rows = []
+    state = load_verified(cfg)
+    newest_of = {}
+    for s in sets:
+        if s.complete:
+            newest_of[s.kind] = max(newest_of.get(s.kind, s.stamp), s.stamp)
     for rs in sets:
-        check = store.check_set(rs, deep=args.deep, identities=identities)
+        if args.deep or identities or newest_of.get(rs.kind) == rs.stamp:
+            # the newest complete set of each kind is always read back (or was, < verify_max_age_hours ago)
+            check = read_check(store, cfg, rs, state, identities, force=args.deep)
+        else:
+            check = store.check_set(rs)
         rows.append([rs.kind, rs.stamp, check.artifact or "-", human_size(check.size), "ok" if check.ok else "FAILED",
                      check.detail])
         bad += not check.ok
+    save_verified(cfg, state)
     print(table(rows, ["kind", "stamp", "object", "size", "status", "detail"]))
     if bad:
         print(f"seek-backup: error: {bad} of {len(sets)} remote set(s) failed verification", file=sys.stderr)
@@ -195,7 +294,9 @@ def cmd_prune(cfg: Config, args: argparse.Namespace) -> int:
         if where in ("both", "remote"):
             store = Store(cfg)
             sets = store.list_sets(kind)
-            protected_remote, _ = newest_verified(store, sets)
+            state = load_verified(cfg)
+            protected_remote, _ = newest_verified(store, sets, cfg, state)
+            save_verified(cfg, state)
             complete = [s.stamp for s in sets if s.complete]
             plan = retention.plan(complete, cfg.keep_daily, cfg.keep_weekly, parse,
                                   [protected_remote] if protected_remote else [])
@@ -293,27 +394,37 @@ def apply_mysql_args(cfg: Config, args: argparse.Namespace) -> Config:
 def cmd_drill(cfg: Config, args: argparse.Namespace) -> int:
     """Load the newest (or named) MySQL dump into a throwaway database; compare row counts."""
     cfg = apply_mysql_args(cfg, args)
-    stamp, artifact, man, feed = source_for(cfg, args, "mysql")
-    expected = {k: int(v) for k, v in man["mysql"]["tables"].items()}
-    counts = restore.drill(cfg, stamp, artifact, feed, expected, log)
+    with open_source(cfg, args, "mysql", verify_first=False) as (stamp, artifact, man, feed):
+        expected = {k: int(v) for k, v in man["mysql"]["tables"].items()}
+        counts = restore.drill(cfg, stamp, artifact, feed, expected, log)
     print(f"drill OK: mysql/{stamp} loaded, {len(counts)} tables, {sum(counts.values())} rows match the manifest")
     return 0
 
 
 def cmd_restore_mysql(cfg: Config, args: argparse.Namespace) -> int:
-    """Restore a MySQL dump into ``--database`` (recreated unless --no-recreate)."""
+    """Restore a MySQL dump into ``--database`` (recreated unless --no-recreate).
+
+    Nothing is changed until the SEEK image recorded in the manifest fits ``--seek-image`` and the
+    whole object is proven (see :func:`open_source`).
+    """
     cfg = apply_mysql_args(cfg, args)
-    stamp, artifact, man, feed = source_for(cfg, args, "mysql")
-    expected = {k: int(v) for k, v in man["mysql"]["tables"].items()}
-    restore.restore_mysql(cfg, args.database, artifact, feed, expected, recreate=not args.no_recreate, log=log)
+    deployed = args.seek_image or cfg.seek_image
+    upgrade = restore.check_seek_image(manifest_for(cfg, args, "mysql"), deployed, args.allow_seek_upgrade)
+    with open_source(cfg, args, "mysql", verify_first=True) as (stamp, artifact, man, feed):
+        expected = {k: int(v) for k, v in man["mysql"]["tables"].items()}
+        restore.restore_mysql(cfg, args.database, artifact, feed, expected, recreate=not args.no_recreate, log=log)
     print(f"restored mysql/{stamp} into {args.database}: row counts match the manifest")
+    if upgrade:
+        print(f"UPGRADE NEEDED: the backup is from {man.get('seek_image') or 'an unrecorded SEEK image'}, "
+              f"{deployed} is deployed: run SEEK's upgrade (rake seek:upgrade; seek.yml's upgrade Job) before "
+              "starting SEEK")
     return 0
 
 
 def cmd_restore_filestore(cfg: Config, args: argparse.Namespace) -> int:
-    """Extract a filestore archive into ``--target``."""
-    stamp, artifact, man, feed = source_for(cfg, args, "filestore")
-    restore.restore_filestore(Path(args.target), artifact, feed, clean=args.clean)
+    """Extract a filestore archive into ``--target`` (the archive is proven whole first)."""
+    with open_source(cfg, args, "filestore", verify_first=True) as (stamp, artifact, man, feed):
+        restore.restore_filestore(Path(args.target), artifact, feed, clean=args.clean)
     print(f"restored filestore/{stamp} into {args.target}")
     return 0
 
@@ -321,6 +432,7 @@ def cmd_restore_filestore(cfg: Config, args: argparse.Namespace) -> int:
 def cmd_summary(cfg: Config, args: argparse.Namespace) -> int:
     """Newest backup of each kind: artifact, size, sha256, age, status."""
     store = Store(cfg) if cfg.bucket else None
+    state = load_verified(cfg)
     rows, data, bad = [], [], 0
     for kind in KINDS:
         local = [s for s in layout.local_sets(Path(cfg.root), kind) if s.is_complete()]
@@ -341,9 +453,10 @@ def cmd_summary(cfg: Config, args: argparse.Namespace) -> int:
             art, size, sha = man["artifact"]["name"], int(man["artifact"]["size"]), man["artifact"]["sha256"]
             status.append("local")
         if rem and store:
-            check = store.check_set(rem, deep=args.deep)
+            check = read_check(store, cfg, rem, state, force=args.deep)
             if not loc:
                 art, size, sha = (rem.artifact or "-").removesuffix(".age"), check.size, check.sha256
+            # "verified" means read back: the whole object's ciphertext sha256 matched
             status.append("off-site verified" if check.ok else f"OFF-SITE FAILED: {check.detail}")
             bad += not check.ok
         elif store:
@@ -354,6 +467,8 @@ def cmd_summary(cfg: Config, args: argparse.Namespace) -> int:
         data.append({"kind": kind, "stamp": stamp, "artifact": art, "size": size, "sha256": sha,
                      "age_seconds": int((datetime.now(timezone.utc) - when).total_seconds()),
                      "status": ", ".join(status)})
+    if store:
+        save_verified(cfg, state)
     rows = [r if len(r) == 7 else [r[0], r[1], r[2], r[3], r[4], "-", r[5]] for r in rows]
     if args.json:
         print(json.dumps(data, indent=2))
@@ -390,12 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-prune", action="store_true")
     sp.set_defaults(func=cmd_offsite)
 
-    sp = sub.add_parser("verify", help="re-check remote objects (sizes, sha256 metadata)")
+    sp = sub.add_parser("verify", help="check remote objects: sizes and metadata of all, and the newest set "
+                                       "of each kind read back and hashed")
     kind_arg(sp)
     sp.add_argument("--stamp")
     sp.add_argument("--newest", action="store_true", help="only the newest set of each kind")
-    sp.add_argument("--deep", action="store_true", help="download and hash the ciphertext")
-    sp.add_argument("--identity", help="with --deep: also decrypt and hash the plaintext")
+    sp.add_argument("--deep", action="store_true", help="read back and hash every object, not only the newest")
+    sp.add_argument("--identity", help="also decrypt and hash the plaintext of what is read")
     sp.set_defaults(func=cmd_verify)
 
     sp = sub.add_parser("prune", help="apply retention to remote and local sets")
@@ -426,12 +542,18 @@ def build_parser() -> argparse.ArgumentParser:
     mysql_opts(sp)
     sp.add_argument("--database", required=True)
     sp.add_argument("--no-recreate", action="store_true", help="load into the existing database as is")
+    sp.add_argument("--seek-image", help="SEEK image that runs on the restored database (default: seek_image); "
+                                         "a backup made under another one is refused")
+    sp.add_argument("--allow-seek-upgrade", action="store_true",
+                    help="accept a backup from an older SEEK; run SEEK's upgrade right after")
+    sp.add_argument("--spool-dir", help="where the ciphertext is verified before use (default: spool_dir or TMPDIR)")
     sp.set_defaults(func=cmd_restore_mysql)
 
     sp = sub.add_parser("restore-filestore", help="extract a filestore archive into a directory")
     source_opts(sp)
     sp.add_argument("--target", required=True)
-    sp.add_argument("--clean", action="store_true", help="empty the target first")
+    sp.add_argument("--clean", action="store_true", help="empty the target first (after the archive is verified)")
+    sp.add_argument("--spool-dir", help="where the ciphertext is verified before use (default: spool_dir or TMPDIR)")
     sp.set_defaults(func=cmd_restore_filestore)
 
     sp = sub.add_parser("summary", help="table of the newest backup of each kind")
@@ -458,11 +580,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_mod.load(args.config)
         return int(args.func(cfg, args))
     except BackupError as exc:
-        print(f"seek-backup: error: {exc}", file=sys.stderr)
+        print(f"seek-backup: error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
         err = translate(exc, cfg or Config())
-        print(f"seek-backup: error: {err}", file=sys.stderr)
+        print(f"seek-backup: error: {one_line(str(err))}", file=sys.stderr)
         if os.environ.get("SEEK_BACKUP_DEBUG"):
             traceback.print_exc()
         return err.exit_code
@@ -470,10 +592,10 @@ def main(argv: list[str] | None = None) -> int:
         print("seek-backup: error: interrupted (incomplete uploads were aborted)", file=sys.stderr)
         return 130
     except ConfigError as exc:  # pragma: no cover - subclass of BackupError, kept for clarity
-        print(f"seek-backup: error: {exc}", file=sys.stderr)
+        print(f"seek-backup: error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_CONFIG
     except Exception as exc:  # noqa: BLE001 - one line, not a traceback, for the journal
-        print(f"seek-backup: error: unexpected {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"seek-backup: error: unexpected {type(exc).__name__}: {one_line(str(exc))}", file=sys.stderr)
         if os.environ.get("SEEK_BACKUP_DEBUG"):
             traceback.print_exc()
         return EXIT_FAILED

@@ -58,6 +58,8 @@ class Config:
     local_keep_daily: int = 2
     local_keep_weekly: int = 0
     incomplete_max_age_hours: float = 24.0
+    # a remote object read back and matched within this many hours counts as verified without a new read
+    verify_max_age_hours: float = 25.0
     # MySQL server used by drill / restore-mysql
     mysql_host: str = "127.0.0.1"
     mysql_port: int = 3306
@@ -66,6 +68,10 @@ class Config:
     mysql_password_file: str | None = None
     mysql_socket: str | None = None
     mysql_client: str = "mysql"
+    # restores: where a downloaded object is verified before use (default: TMPDIR), and the SEEK
+    # image that runs on a restored database (a backup of another SEEK version is refused)
+    spool_dir: str | None = None
+    seek_image: str | None = None
 
     def s3_prefix(self) -> str:
         """The key prefix without surrounding slashes ('' for the bucket root)."""

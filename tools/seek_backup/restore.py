@@ -1,7 +1,9 @@
 """Loading backups: MySQL dumps into a database (restore, drill) and filestore archives.
 
-Plaintext is streamed: decrypt -> decompressor process (gzip/zstd) -> mysql client or tar. No
-artifact is ever held in memory or written to a temporary file.
+Plaintext is streamed: decrypt -> decompressor process (gzip/zstd) -> mysql client or tar; it is
+never held in memory nor written to disk. Restores from the bucket first download the ciphertext
+to a 0600 spool file and prove it whole (``Store.download_verified``) before the target is
+touched; the drill, which only loads a throwaway database, streams straight from the bucket.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, mysql_password
-from .errors import BackupError, ConfigError, IntegrityError
+from .errors import BackupError, ConfigError, IntegrityError, client_error
 
 Feeder = Callable[[Callable[[bytes], Any]], None]
 DB_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -66,7 +68,7 @@ def run_sql(cfg: Config, opts: str, sql: str, database: str | None = None) -> st
     except FileNotFoundError:
         raise ConfigError(f"mysql client {cfg.mysql_client!r} is not installed") from None
     if proc.returncode != 0:
-        raise BackupError(f"mysql failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+        raise BackupError(f"mysql failed ({proc.returncode}): {client_error(proc.stderr)}")
     return proc.stdout
 
 
@@ -103,46 +105,108 @@ def compare_rows(expected: dict[str, int], actual: dict[str, int]) -> list[str]:
     return problems
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill a pipeline process at once and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def _head(fh: Any) -> Any:
+    """A captured stderr file, rewound for :func:`client_error` (read line by line, never whole)."""
+    fh.seek(0)
+    return fh
+
+
 def pipe_into(cmd: list[str], artifact: str, feed: Feeder, cwd: str | None = None) -> None:
-    """feed(plaintext) -> decompressor -> ``cmd``; every process must exit 0."""
+    """feed(plaintext) -> decompressor -> ``cmd``; every process must exit 0.
+
+    On the first error of any stage (an integrity error from the feeder, a decompressor or client
+    failure) both processes are killed at once, so nothing more reaches the target. Error messages
+    are one line and never quote what the processes printed beyond :func:`client_error`'s summary.
+    """
+    dec_err = tempfile.TemporaryFile()
+    sink_err = tempfile.TemporaryFile()
     try:
-        dec = subprocess.Popen(decompressor(artifact), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{exc.filename} is not installed") from None
-    try:
-        sink_proc = subprocess.Popen(cmd, stdin=dec.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd)
-    except FileNotFoundError as exc:
-        dec.kill()
-        raise ConfigError(f"{exc.filename} is not installed") from None
-    assert dec.stdout is not None and dec.stdin is not None
-    dec.stdout.close()
-    failed: BaseException | None = None
-    try:
-        feed(dec.stdin.write)
-    except BrokenPipeError:
-        failed = BackupError("the restore process stopped reading (see its error below)")
-    except BaseException as exc:  # corrupted download, interrupted: stop the loaders
-        failed = exc
-    finally:
+        try:
+            dec = subprocess.Popen(decompressor(artifact), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=dec_err)
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{exc.filename} is not installed") from None
+        try:
+            sink_proc = subprocess.Popen(cmd, stdin=dec.stdout, stdout=subprocess.DEVNULL, stderr=sink_err, cwd=cwd)
+        except FileNotFoundError as exc:
+            _stop(dec)
+            raise ConfigError(f"{exc.filename} is not installed") from None
+        assert dec.stdout is not None and dec.stdin is not None
+        dec.stdout.close()
+        failed: BaseException | None = None
+        try:
+            feed(dec.stdin.write)
+        except BrokenPipeError:
+            failed = BackupError(f"{cmd[0]} stopped reading")
+        except BaseException as exc:  # corrupted object, interrupted: stop the loaders now
+            failed = exc
+        if failed is not None:
+            _stop(sink_proc)
+            _stop(dec)
         try:
             dec.stdin.close()
         except BrokenPipeError:
             pass
-    if failed is not None and not isinstance(failed, BackupError):
-        sink_proc.kill()
-        dec.kill()
-    dec_err = dec.stderr.read().decode(errors="replace").strip() if dec.stderr else ""
-    dec.wait()
-    out, err = sink_proc.communicate()
-    if failed is not None:
-        if isinstance(failed, BackupError) and err:
-            raise BackupError(f"{failed}: {err.decode(errors='replace').strip()}")
-        raise failed
-    if dec.returncode != 0:
-        raise IntegrityError(f"{' '.join(decompressor(artifact))} failed ({dec.returncode}): {dec_err}")
-    if sink_proc.returncode != 0:
-        raise BackupError(f"{cmd[0]} failed ({sink_proc.returncode}): {err.decode(errors='replace').strip()}")
+        dec.wait()
+        sink_proc.wait()
+        if failed is not None:
+            if isinstance(failed, BackupError) and not isinstance(failed, IntegrityError) and sink_proc.returncode:
+                raise BackupError(f"{failed}: {client_error(_head(sink_err))}") from None
+            raise failed
+        if dec.returncode != 0:
+            raise IntegrityError(f"{' '.join(decompressor(artifact))} failed ({dec.returncode}): "
+                                 f"{client_error(_head(dec_err))}")
+        if sink_proc.returncode != 0:
+            raise BackupError(f"{cmd[0]} failed ({sink_proc.returncode}): {client_error(_head(sink_err))}")
+    finally:
+        dec_err.close()
+        sink_err.close()
+
+
+def seek_version(image: str) -> tuple[int, ...] | None:
+    """(1, 18, 1) for ``fairdom/seek:1.18.1``; None for a tag that is not a dotted version (a digest)."""
+    tag = image.rsplit("@", 1)[0].rsplit(":", 1)[-1] if ":" in image.rsplit("/", 1)[-1] else ""
+    match = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.(\d+))?", tag)
+    return tuple(int(x) for x in match.groups() if x is not None) if match else None
+
+
+def check_seek_image(manifest: dict[str, Any], deployed: str | None, allow_upgrade: bool) -> bool:
+    """Refuse a backup of another SEEK version before anything changes.
+
+    Returns True when the restore must be followed by SEEK's upgrade (``rake seek:upgrade``, run by
+    seek.yml's upgrade Job): the backup is from an older SEEK and ``allow_upgrade`` was given. A
+    backup from a newer SEEK is always refused (SEEK has no downgrade), so is any other mismatch
+    without ``allow_upgrade``.
+    """
+    recorded = str(manifest.get("seek_image") or "")
+    if not deployed:
+        raise ConfigError("name the SEEK image that runs on the restored database with --seek-image "
+                          f"(or seek_image in the config); this backup was made under {recorded or 'an unrecorded image'}")
+    if recorded == deployed:
+        return False
+    have, want = seek_version(recorded), seek_version(deployed)
+    if have is not None and have == want:
+        return False
+    if not recorded:
+        if allow_upgrade:
+            return True
+        raise BackupError(f"the manifest does not record the SEEK image of this backup (made before seek_image was "
+                          f"recorded); if it is older than {deployed}, pass --allow-seek-upgrade and run SEEK's upgrade after")
+    if have is not None and want is not None and have > want:
+        raise BackupError(f"the backup is from {recorded}, newer than the deployed {deployed}: SEEK cannot downgrade "
+                          f"a schema; deploy {recorded} (seek_image) first")
+    if not allow_upgrade:
+        raise BackupError(f"the backup is from {recorded} but {deployed} is deployed: its schema would stay "
+                          "un-migrated; pass --allow-seek-upgrade (restore_allow_seek_upgrade=true) to restore "
+                          "and run SEEK's upgrade (rake seek:upgrade) right after")
+    return True
 
 
 def restore_mysql(cfg: Config, database: str, artifact: str, feed: Feeder, expected: dict[str, int],

@@ -11,6 +11,9 @@ import concurrent.futures
 import hashlib
 import json
 import math
+import os
+import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -121,6 +124,9 @@ class Check:
     artifact: str = ""
     size: int = 0
     sha256: str = ""
+    etag: str = ""
+    cipher_sha256: str = ""
+    read: bool = False  # True: the whole object was downloaded and its ciphertext sha256 matched
 
 
 class PartUploader:
@@ -322,7 +328,8 @@ class Store:
         cipher_sha = meta.get("ciphertext-sha256") or mmeta.get("artifact-ciphertext-sha256", "")
         cipher_size = meta.get("ciphertext-size") or mmeta.get("artifact-ciphertext-size")
         plain_sha = meta.get("plaintext-sha256", "")
-        result = Check(rs.kind, rs.stamp, False, "", str(rs.artifact), int(head["ContentLength"]), plain_sha)
+        result = Check(rs.kind, rs.stamp, False, "", str(rs.artifact), int(head["ContentLength"]), plain_sha,
+                       str(head.get("ETag", "")), cipher_sha)
         if not cipher_sha or not cipher_size or not plain_sha:
             result.detail = "sha256/size metadata missing"
             return result
@@ -353,7 +360,8 @@ class Store:
                 result.detail = f"plaintext sha256 {got_plain[:12]}... != recorded {plain_sha[:12]}..."
                 return result
         result.ok = True
-        result.detail = "ok (downloaded and hashed)" if deep else "ok (head_object)"
+        result.read = deep
+        result.detail = "ok (downloaded and hashed)" if deep else "ok (head_object only)"
         return result
 
     # ---- download ---------------------------------------------------------------------------
@@ -377,6 +385,59 @@ class Store:
             raise IntegrityError(f"s3://{self.bucket}/{key}: plaintext sha256 {writer.sha.hexdigest()} "
                                  f"differs from manifest {expected_sha}")
         return writer.sha.hexdigest(), writer.size
+
+    def recorded_ciphertext(self, rs: RemoteSet) -> tuple[str, int]:
+        """The ciphertext sha256 and size recorded at upload (artifact or manifest object metadata)."""
+        key = self.base(rs.kind, rs.stamp) + str(rs.artifact)
+        meta = self.client.head_object(Bucket=self.bucket, Key=key).get("Metadata", {})
+        mmeta = self.client.head_object(Bucket=self.bucket,
+                                        Key=self.base(rs.kind, rs.stamp) + MANIFEST_KEY).get("Metadata", {})
+        sha = meta.get("ciphertext-sha256") or mmeta.get("artifact-ciphertext-sha256") or ""
+        size = meta.get("ciphertext-size") or mmeta.get("artifact-ciphertext-size") or ""
+        if not re.fullmatch(r"[0-9a-f]{64}", sha) or not str(size).isdigit():
+            raise IntegrityError(f"s3://{self.bucket}/{key}: no ciphertext sha256/size recorded: cannot prove "
+                                 "the object whole, refusing to use it")
+        return sha, int(size)
+
+    def download_verified(self, rs: RemoteSet, dest: Path, identities: list[Any], expected_sha: str,
+                          log: Callable[[str], None] = lambda m: None) -> None:
+        """Download the artifact's ciphertext to ``dest`` and prove the whole object before any use.
+
+        1. free space in ``dest``'s directory >= recorded ciphertext size + 64 MiB, else refuse;
+        2. the ciphertext as stored is written to ``dest`` (created 0600, O_EXCL) and hashed: sha256 and
+           size must equal what the upload recorded;
+        3. ``dest`` is decrypted once to nowhere: age authenticates every 64 KiB chunk, and the
+           plaintext sha256 must equal the manifest's.
+        Only ciphertext touches the disk. Any failure raises IntegrityError/BackupError; the caller
+        removes ``dest``.
+        """
+        key = self.base(rs.kind, rs.stamp) + str(rs.artifact)
+        cipher_sha, cipher_size = self.recorded_ciphertext(rs)
+        free = shutil.disk_usage(dest.parent).free
+        if free < cipher_size + 64 * MiB:
+            raise BackupError(f"not enough free space in {dest.parent} to verify the backup first: need "
+                              f"{cipher_size + 64 * MiB} bytes, have {free} (set spool_dir or --spool-dir)")
+        digest, size = hashlib.sha256(), 0
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+            for chunk in body.iter_chunks(MiB):
+                digest.update(chunk)
+                size += len(chunk)
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if size != cipher_size or digest.hexdigest() != cipher_sha:
+            raise IntegrityError(f"s3://{self.bucket}/{key}: ciphertext sha256 {digest.hexdigest()[:12]}... "
+                                 f"({size} bytes) differs from the recorded {cipher_sha[:12]}... ({cipher_size} "
+                                 "bytes): corrupted object, nothing was changed")
+        with open(dest, "rb") as fh:
+            _, writer = crypto.decrypt_stream(fh, lambda b: None, identities)
+        if writer.sha.hexdigest() != expected_sha:
+            raise IntegrityError(f"s3://{self.bucket}/{key}: plaintext sha256 {writer.sha.hexdigest()[:12]}... "
+                                 f"differs from the manifest's {expected_sha[:12]}...: nothing was changed")
+        log(f"verified s3://{self.bucket}/{key} before use: ciphertext sha256 {cipher_sha[:12]}... and "
+            f"plaintext sha256 {expected_sha[:12]}... match")
 
     def delete_set(self, rs: RemoteSet) -> None:
         """Delete every object of a remote set (manifest first, so it reads as incomplete)."""

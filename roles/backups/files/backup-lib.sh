@@ -20,6 +20,13 @@ die() { log "ERROR: $*"; exit 1; }
 # JSON string literal of $1 (backslash and double quote escaped)
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 
+# The "seek_image" value of every manifest: the SEEK release (image) the backed-up data belongs to,
+# from SEEK_IMAGE (the CronJobs set it from seek_image); null when unset (a set made by hand).
+# A restore refuses a set whose seek_image differs from the deployed one unless told to upgrade.
+seek_image_json() {
+  if [ -n "${SEEK_IMAGE:-}" ]; then json_str "$SEEK_IMAGE"; else printf 'null'; fi
+}
+
 backup_init() {
   BACKUP_LOG_NAME=$1
   STAMP="${BACKUP_STAMP:-$(date -u +%Y%m%dT%H%M%SZ)}"

@@ -19,6 +19,7 @@
 #                      itself waits forever on an unreachable endpoint)
 #   BACKUP_ROOT        backup volume root (default: /var/backups/seek-k3s)
 #   BACKUP_SOURCE      free text recorded as "source" (default: etcd:ENDPOINTS)
+#   SEEK_IMAGE         SEEK image of the cluster, recorded as "seek_image" (default: none)
 #   BACKUP_STAMP       override the UTC stamp YYYYMMDDTHHMMSSZ
 #
 # Needs: sh, etcdctl (v3.4+), optionally etcdutl (v3.5+), sha256sum, sed; backup-lib.sh next to it.
@@ -90,6 +91,7 @@ VERSION="$("$ETCDCTL" version 2>/dev/null | sed -n 's/^etcdctl version: //p')"
   printf '{\n  "kind": "etcd",\n  "stamp": "%s",\n' "$STAMP"
   printf '  "created": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf '  "source": %s,\n' "$(json_str "$BACKUP_SOURCE")"
+  printf '  "seek_image": %s,\n' "$(seek_image_json)"
   printf '  "artifact": {"name": "etcd.db", "size": %s, "sha256": "%s", "compression": "none"},\n' "$SIZE" "$SHA"
   printf '  "etcd": {"hash": %s, "revision": %s, "total_keys": %s, "total_size": %s, "etcdctl_version": "%s"},\n' \
     "$HASH" "$REVISION" "$KEYS" "${TOTAL:-0}" "$VERSION"

@@ -13,6 +13,7 @@
 #   BACKUP_SOURCE            free text recorded as "source" (default: filestore:FILESTORE_DIR)
 #   BACKUP_COMPRESSION       gzip | zstd (default: gzip)
 #   BACKUP_COMPRESSION_LEVEL compression level (default: 1)
+#   SEEK_IMAGE               SEEK image the data belongs to, recorded as "seek_image" (default: none)
 #   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ
 #
 # Needs: bash, GNU tar, gzip or zstd, sha256sum, find; backup-lib.sh next to it.
@@ -71,6 +72,7 @@ mv -- "$PART" "$SET_DIR/$ARTIFACT"
   printf '{\n  "kind": "filestore",\n  "stamp": "%s",\n' "$STAMP"
   printf '  "created": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf '  "source": %s,\n' "$(json_str "$BACKUP_SOURCE")"
+  printf '  "seek_image": %s,\n' "$(seek_image_json)"
   printf '  "artifact": {"name": "%s", "size": %s, "sha256": "%s", "compression": "%s"},\n' \
     "$ARTIFACT" "$SIZE" "$SHA" "$BACKUP_COMPRESSION"
   printf '  "filestore": {"path": %s, "files": %s, "tar_status": %s},\n' "$(json_str "$FILESTORE_DIR")" "$FILES" "$TAR_RC"

@@ -8,7 +8,8 @@
 # incomplete and is never uploaded by the off-site tool.
 #
 # Row counts in the manifest are exact for the dumped snapshot: they are counted from the dump
-# stream itself (tee into an awk counter), so they describe exactly what the file contains.
+# stream itself (tee into grep and tr/sed, summed by awk per statement), so they describe exactly
+# what the file contains.
 #
 # Environment:
 #   MYSQL_HOST               server host (default: mysql)
@@ -20,16 +21,17 @@
 #   MYSQL_EXTRA_ARGS         extra mysqldump arguments, space-separated (default: none)
 #   MYSQLDUMP                mysqldump binary (default: mysqldump)
 #   MYSQL_CLIENT             mysql client binary (default: mysql)
-#   AWK                      awk for the row counter (default: mawk when installed, else awk)
+#   AWK                      awk that sums the row counts (default: mawk when installed, else awk)
 #   BACKUP_ROOT              backup volume root (default: /var/backups/seek-k3s)
 #   BACKUP_SOURCE            free text recorded as "source" (default: mysql://HOST:PORT/DATABASE)
 #   BACKUP_COMPRESSION       gzip | zstd (default: gzip; zstd is faster, both are in mysql:8.4)
 #   BACKUP_COMPRESSION_LEVEL compression level (default: 1)
+#   SEEK_IMAGE               SEEK image the data belongs to, recorded as "seek_image" (default: none)
 #   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ (tests, re-runs)
 #   TMPDIR                   where the client option file with the password lives (default: /tmp)
 #
-# Needs: bash, mysqldump + mysql (MySQL 8.4 or MariaDB), awk, gzip or zstd, openssl or sha256sum,
-# mkfifo; backup-lib.sh next to it.
+# Needs: bash, mysqldump + mysql (MySQL 8.4 or MariaDB), grep, tr, sed, awk, gzip or zstd, openssl
+# or sha256sum, mkfifo; backup-lib.sh next to it.
 # MySQL-only mysqldump flags are added only when the client is MySQL's (see "flavour" below).
 set -euo pipefail
 umask 077
@@ -118,39 +120,51 @@ PART="$SET_DIR/$ARTIFACT.part"
 
 # ---- row counter: reads the same bytes that go into the file --------------------------------
 # Inside an INSERT statement every row starts with exactly one "(" outside a string literal
-# (values are literals: numbers, NULL, 0x.., quoted strings with backslash escapes). Drop the
-# escapes, split the line at quotes (odd pieces are outside strings) and count "(" there. MySQL
-# puts a statement on one line, MariaDB one row per line: a statement ends with ";" outside
-# strings. LC_ALL=C keeps gawk (the mysql:8.4 image) byte-oriented and fast.
+# (values are literals: numbers, NULL, 0x.., quoted strings with backslash escapes; mysqldump
+# escapes a quote in a string as \' and a backslash as \\, and writes NUL, newline, CR, ^Z and "
+# as \0 \n \r \Z \", so a string never spans lines). The per-byte work is done by C tools, never
+# by an interpreter per row:
+#   branch 1: grep -n -o lists the line numbers of "INSERT INTO `t`", "CREATE TABLE `t`" and the
+#             "-- Dump completed" trailer (a few bytes per statement);
+#   branch 2: tr keeps only ' \ ( ; newline and the escape letters 0 n r Z " (a few % of the
+#             bytes), sed drops every escape pair and then every '...' literal, tr drops the
+#             letters: what is left per line is one "(" per row (and ";" at a statement's end).
+# awk then adds up the "(" of the lines of each INSERT statement: a few bytes per row, after the
+# dump (MySQL writes a statement on one line, MariaDB one row per line; both are handled).
 # shellcheck disable=SC2016  # an awk program: its $ must not expand
 COUNTER='
-/^CREATE TABLE `/ { t = $0; sub(/^CREATE TABLE `/, "", t); sub(/`.*$/, "", t); if (!(t in rows)) { rows[t] = 0; order[++n] = t } }
-inins == 0 && /^INSERT INTO `/ {
-  t = $0; sub(/^INSERT INTO `/, "", t); sub(/`.*$/, "", t)
+FILENAME == ARGV[1] {
+  i = index($0, ":"); ln = substr($0, 1, i - 1) + 0; what = substr($0, i + 1)
+  if (what ~ /^-- Dump completed/) { trailer = ln; next }
+  t = what; sub(/^(INSERT INTO|CREATE TABLE) `/, "", t); sub(/`$/, "", t)
   if (!(t in rows)) { rows[t] = 0; order[++n] = t }
-  s = substr($0, index($0, " VALUES ") + 7); inins = 1; first = 1
+  if (what ~ /^INSERT INTO/) start[ln] = t
+  next
 }
-inins == 1 {
-  if (!first) s = $0
-  first = 0
-  if (index(s, "\\")) gsub(/\\./, "", s)
-  k = split(s, piece, "\047")
-  for (i = 1; i <= k; i += 2) rows[t] += gsub(/\(/, "", piece[i])
-  if (piece[k] ~ /;[ \t\r]*$/) inins = 0
-  last = $0; next
-}
-{ last = $0 }
+FNR in start { cur = start[FNR]; inins = 1 }
+inins { rows[cur] += gsub(/\(/, ""); if (index($0, ";")) inins = 0 }
 END {
-  if (last !~ /^-- Dump completed/) { print "NO_TRAILER"; exit 3 }
+  if (!trailer || trailer != FNR) { print "NO_TRAILER"; exit 3 }
   printf "{"
   for (k = 1; k <= n; k++) { name = order[k]; gsub(/["\\]/, "\\\\&", name); printf "%s\"%s\": %d", (k > 1 ? ", " : ""), name, rows[order[k]] }
   print "}"
 }'
 
-mkfifo "$WORK/stream"
-LC_ALL=C "$AWK" "$COUNTER" < "$WORK/stream" > "$WORK/rows.json" &
-COUNTER_PID=$!
-PIDS+=("$COUNTER_PID")
+mkfifo "$WORK/lines" "$WORK/reduce"
+# shellcheck disable=SC2016  # backticks of the dump, not a command substitution
+LC_ALL=C grep -n -o -E '^(INSERT INTO `[^`]*`|CREATE TABLE `[^`]*`|-- Dump completed)' \
+  < "$WORK/lines" > "$WORK/statements" &
+LINES_PID=$!
+PIDS+=("$LINES_PID")
+(
+  set +e
+  # shellcheck disable=SC2020  # "\\\\" is tr's escape for one backslash: a set of single characters
+  LC_ALL=C tr -cd "'\\\\(;\n0nrZ\"" < "$WORK/reduce" | LC_ALL=C sed "s/\\\\.//g; s/'[^']*'//g" \
+    | LC_ALL=C tr -d '0nrZ"' > "$WORK/reduced"
+  echo "${PIPESTATUS[*]}" > "$WORK/reduce.status"
+) &
+REDUCE_PID=$!
+PIDS+=("$REDUCE_PID")
 
 log "dumping $MYSQL_DATABASE to $SET_DIR/$ARTIFACT ($BACKUP_COMPRESSION)"
 # The pipe runs as a background job in its own process group (set -m) so that a signal to this
@@ -165,14 +179,15 @@ set -m
         "${DUMP_ARGS[@]}" "$MYSQL_DATABASE" "${EXCLUDED[@]}" || exit 11
     fi
     "$MYSQLDUMP" --defaults-extra-file="$OPTS" --protocol=TCP "${DUMP_ARGS[@]}" "$MYSQL_DATABASE" || exit 12
-  } | tee "$WORK/stream" | compress > "$PART"
+  } | tee "$WORK/lines" "$WORK/reduce" | compress > "$PART"
   echo "${PIPESTATUS[*]}" > "$WORK/status"
 ) &
 PIPE_PID=$!
 set +m
 PIDS+=("-$PIPE_PID")
 wait "$PIPE_PID" || true
-wait "$COUNTER_PID" && COUNTER_RC=0 || COUNTER_RC=$?
+wait "$LINES_PID" && LINES_RC=0 || LINES_RC=$?
+wait "$REDUCE_PID" || true
 PIDS=()
 
 [ -s "$WORK/status" ] || die "dump pipe did not finish"
@@ -180,6 +195,9 @@ read -r -a STATUS < "$WORK/status"
 [ "${STATUS[0]}" = 0 ] || die "mysqldump failed (status ${STATUS[0]})"
 [ "${STATUS[1]}" = 0 ] || die "tee failed (status ${STATUS[1]})"
 [ "${STATUS[2]}" = 0 ] || die "$BACKUP_COMPRESSION failed (status ${STATUS[2]})"
+[ "$LINES_RC" -le 1 ] || die "row counter (grep) failed (status $LINES_RC)"
+[ "$(cat "$WORK/reduce.status" 2>/dev/null)" = "0 0 0" ] || die "row counter (tr/sed) failed"
+LC_ALL=C "$AWK" "$COUNTER" "$WORK/statements" "$WORK/reduced" > "$WORK/rows.json" && COUNTER_RC=0 || COUNTER_RC=$?
 [ "$COUNTER_RC" = 0 ] || die "dump has no '-- Dump completed' trailer (row counter status $COUNTER_RC)"
 
 SIZE="$(stat -c %s "$PART")"
@@ -193,6 +211,7 @@ excluded_json="$(for t in "${EXCLUDED[@]}"; do json_str "$t"; printf ','; done |
   printf '  "kind": "mysql",\n  "stamp": "%s",\n' "$STAMP"
   printf '  "created": "%s",\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   printf '  "source": %s,\n' "$(json_str "$BACKUP_SOURCE")"
+  printf '  "seek_image": %s,\n' "$(seek_image_json)"
   printf '  "artifact": {"name": "%s", "size": %s, "sha256": "%s", "compression": "%s"},\n' \
     "$ARTIFACT" "$SIZE" "$SHA" "$BACKUP_COMPRESSION"
   printf '  "mysql": {"server_flavour": "%s", "server_version": %s, "client_version": %s,\n' \
