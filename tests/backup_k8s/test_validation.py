@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyrage
 import pytest
 
 from tests.backup_k8s.helpers import REPO, run_playbook
+
+# A real age public key and the same key with its last character changed (bech32 checksum fails).
+VALID_RECIPIENT = str(pyrage.x25519.Identity.generate().to_public())
+MISTYPED_RECIPIENT = VALID_RECIPIENT[:-1] + ("q" if VALID_RECIPIENT[-1] != "q" else "p")
 
 # (extra vars, text the failure message must contain)
 BAD = {
@@ -28,6 +33,16 @@ BAD = {
     "secret-key-as-recipient": ({"backup_s3_bucket": "seek-backups", "vault_backup_s3_access_key": "a",
                                  "vault_backup_s3_secret_key": "b",
                                  "backup_age_recipients": ["AGE-SECRET-KEY-1QQQQ"]}, "never an AGE-SECRET-KEY"),
+    # Issue 9, bad input: each refused in the validation play, naming the variable.
+    "unknown-timezone": ({"backup_timezone": "Mars/Olympus"},
+                         "backups_timezone (backup_timezone) must be an IANA time zone name"),
+    "local-timezone": ({"backup_timezone": "Local"}, "Local is not an explicit time zone"),
+    "malformed-recipient": ({"backup_age_recipients": ["age1notakey"]},
+                            "backup_host_age_recipients (backup_age_recipients) must hold age public keys"),
+    "mistyped-recipient": ({"backup_age_recipients": [MISTYPED_RECIPIENT]},
+                           "not a valid age1 public key (a character is wrong or missing)"),
+    "recipients-not-a-list": ({"backup_age_recipients": VALID_RECIPIENT}, "must be a list of public keys"),
+    "reindex-timeout-word": ({"backups_reindex_timeout_seconds": "soon"}, "backups_reindex_timeout_seconds"),
 }
 
 
@@ -57,3 +72,18 @@ def test_good_settings_pass_validation(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert "Off-site tool and timer on the backup host" in output, output[-4000:]
     assert "UNREACHABLE" in output
+
+
+def test_valid_recipients_and_timezone_pass_validation(tmp_path: Path) -> None:
+    """A real age key (with a bucket) and a real zone get past validation to the next play."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    result = run_playbook(REPO / "playbooks" / "backups.yml", tmp_path,
+                          {"cluster_kubeconfig": str(kubeconfig), "backup_timezone": "America/Argentina/Buenos_Aires",
+                           "backup_s3_bucket": "seek-backups", "vault_backup_s3_access_key": "a",
+                           "vault_backup_s3_secret_key": "b", "backup_age_recipients": [VALID_RECIPIENT],
+                           "ansible_host": "127.0.0.1", "ansible_port": "1",
+                           "ansible_ssh_common_args": "-o ConnectTimeout=2"})
+    output = result.stdout + result.stderr
+    # Both validation files passed: the play reached its next check (what follows needs a cluster).
+    assert "TASK [Check there is exactly one backup host]" in output, output[-4000:]

@@ -95,12 +95,16 @@ def install_test_crds(kube_api: Any) -> None:
 
 @pytest.fixture(scope="module")
 def platform(kube_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Platform:
-    """The HA + NFS + cert-manager configuration converged once, starting from SEEK 1.17.4."""
+    """The HA + NFS + cert-manager configuration converged once, starting from SEEK 1.18.0.
+
+    1.18.0 and 1.18.1 are the only releases the project accepts (seek_image >= 1.18), so the
+    upgrade test goes 1.18.0 -> 1.18.1.
+    """
     install_test_crds(kube_api)
     config = CONFIGS["ha-nfs-certmanager"]
     directory = tmp_path_factory.mktemp("seek-api")
     inventory = make_inventory(directory, config, kubeconfig=kube_api.kubeconfig)
     first = parse_recap(run_playbooks(inventory, {**config.extra, **NO_WAIT,
-                                                  "seek_image": "fairdom/seek:1.17.4"},
+                                                  "seek_image": "fairdom/seek:1.18.0"},
                                       env=kube_api.env))
     return Platform(kube_api=kube_api, inventory=inventory, config=config, first=first)

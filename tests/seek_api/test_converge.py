@@ -8,7 +8,7 @@ from tests.seek_api.conftest import Platform, changed_tasks
 
 pytestmark = pytest.mark.controlplane
 
-OLD_IMAGE = "fairdom/seek:1.17.4"
+OLD_IMAGE = "fairdom/seek:1.18.0"
 NEW_IMAGE = "fairdom/seek:1.18.1"
 
 
@@ -92,3 +92,26 @@ def test_rerun_after_upgrade_changes_nothing(platform: Platform) -> None:
     assert recap.returncode == 0, recap.output[-6000:]
     assert recap.changed == 0, changed_tasks(recap.output)
     assert _upgrade_jobs(platform) == ["seek-upgrade-1-18-1"]
+
+
+def test_skipping_a_minor_version_is_refused_before_any_change(platform: Platform) -> None:
+    """From 1.18.1, seek_image 1.20.0 skips 1.19: the run stops in validation, naming seek_image
+    and the release to go through, and nothing changes (the web Deployment keeps 1.18.1)."""
+    recap = platform.run("-e", "seek_image=fairdom/seek:1.20.0")
+    assert recap.returncode != 0, recap.output[-6000:]
+    assert recap.changed == 0, changed_tasks(recap.output)
+    before, fatal = recap.output.split("fatal:", 1)
+    assert "Validate |" in before.rsplit("TASK [", 1)[1], before[-2000:]
+    assert "seek_image fairdom/seek:1.20.0 skips SEEK minor versions" in fatal, fatal[:2000]
+    assert "fairdom/seek:1.18.1 -> fairdom/seek:1.19.x -> fairdom/seek:1.20.0" in fatal, fatal[:2000]
+    web = platform.kubectl_json("-n", "seek", "get", "deployment", "seek-web")
+    assert web["spec"]["template"]["spec"]["containers"][0]["image"] == NEW_IMAGE
+    assert _upgrade_jobs(platform) == ["seek-upgrade-1-18-1"]
+
+
+def test_next_minor_version_passes_the_check(platform: Platform) -> None:
+    """1.18.1 -> 1.19.0 is one step: the version check passes (run with --check: nothing changes)."""
+    recap = platform.run("--check", "-e", "seek_image=fairdom/seek:1.19.0")
+    assert "skips SEEK minor versions" not in recap.output
+    assert "Validate | Check the upgrade goes one SEEK minor version at a time" in recap.output
+    assert recap.returncode == 0, recap.output[-6000:]
