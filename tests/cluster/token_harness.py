@@ -180,9 +180,12 @@ def ansible_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def run_playbook(playbook: Path, inventory: Path, *args: str, user: str | None = None,
-                 env: dict[str, str] | None = None, cwd: Path = ROOT) -> tuple[subprocess.CompletedProcess, dict]:
-    """Run ansible-playbook (as `user` through runuser when given); return the process and its JSON."""
-    command = ["ansible-playbook", str(playbook), "-i", str(inventory), *args]
+                 env: dict[str, str] | None = None, cwd: Path = ROOT,
+                 python: str | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run ansible-playbook (as `user` through runuser, with another `python`, when given);
+    return the process and its JSON report."""
+    launcher = [python, str(ROOT / ".venv" / "bin" / "ansible-playbook")] if python else ["ansible-playbook"]
+    command = [*launcher, str(playbook), "-i", str(inventory), *args]
     environment = env or ansible_env()
     if user:
         command = ["runuser", "-u", user, "--", "env", "-i",
