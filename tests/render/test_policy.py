@@ -170,12 +170,72 @@ def test_mysql_statefulset_shape(rendered: Rendered) -> None:
     assert retain["reclaimPolicy"] == "Retain"
 
 
+CONFIGSET_DIR = "/opt/solr/server/solr/configsets/seek_config"
+
+
 def test_solr_precreates_the_seek_core(rendered: Rendered) -> None:
-    """solr-precreate seek with SEEK's configset; ping probes; heap from the variable."""
-    container = _pod_spec(rendered.get("StatefulSet", "solr"))["containers"][0]
-    assert container["command"][:3] == ["docker-entrypoint.sh", "solr-precreate", "seek"]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/solr/seek/admin/ping"
+    """Stock solr:8.11.x; the configset is copied from seek_image; solr-precreate seek; uid 8983."""
+    spec = _pod_spec(rendered.get("StatefulSet", "solr"))
+    container = spec["containers"][0]
+    assert re.match(r"^solr:8\.11\.[0-9]+$", container["image"]), container["image"]
+    assert container["command"] == ["docker-entrypoint.sh", "solr-precreate", "seek", CONFIGSET_DIR]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/solr/seek/admin/ping"
     assert {"name": "SOLR_JAVA_MEM", "value": "-Xms1g -Xmx1g"} in container["env"]
+    security = spec["securityContext"]
+    assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (8983, 8983, 8983)
+    seek_image = _pod_spec(rendered.get("Deployment", "seek-web"))["containers"][0]["image"]
+    [init] = spec["initContainers"]
+    assert init["name"] == "configset" and init["image"] == seek_image
+    env = {item["name"]: item["value"] for item in init["env"]}
+    assert env["CONFIGSET_SOURCE"] == "/seek/solr/seek/conf"
+    assert env["CORE_DIR"] == "/var/solr/data/seek"
+    assert {"name": "configset", "mountPath": "/configset"} in init["volumeMounts"]
+    assert {"name": "data", "mountPath": "/var/solr"} in init["volumeMounts"]
+    assert {"name": "configset", "mountPath": CONFIGSET_DIR, "readOnly": True} in container["volumeMounts"]
+    assert {"name": "configset", "emptyDir": {"sizeLimit": "64Mi"}} in spec["volumes"]
+
+
+def _local_path_claims(rendered: Rendered) -> set[str]:
+    """Names of the PVCs (and StatefulSet claim templates) on a k3s local-path class."""
+    local = {"local-path", "local-path-retain"}
+    claims = {obj["metadata"]["name"] for obj in rendered.objects("PersistentVolumeClaim")
+              if obj["spec"]["storageClassName"] in local}
+    for obj in rendered.objects("StatefulSet"):
+        for template in obj["spec"].get("volumeClaimTemplates", []):
+            if template["spec"]["storageClassName"] in local:
+                claims.add(f"{obj['metadata']['name']}:{template['metadata']['name']}")
+    return claims
+
+
+def test_pods_with_local_path_volumes_are_pinned_to_the_declared_node(rendered: Rendered) -> None:
+    """Every pod mounting a local-path volume has the nodeSelector of seek_node_name; no other pod.
+
+    The harness inventory has servers seek-server-N and no k3s_node_name, so the declared node
+    defaults to seek-server-1. With NFS the filestore and cache pods are not pinned, while MySQL
+    and Solr (local-path even then) are.
+    """
+    local_claims = _local_path_claims(rendered)
+    pinned, free = set(), set()
+    for obj in _workloads(rendered):
+        spec = _pod_spec(obj)
+        name = obj["metadata"]["name"]
+        claims = {volume["persistentVolumeClaim"]["claimName"] for volume in spec.get("volumes", [])
+                  if "persistentVolumeClaim" in volume}
+        claims |= {f"{name}:{t['metadata']['name']}" for t in obj["spec"].get("volumeClaimTemplates", [])}
+        if claims & local_claims:
+            assert spec.get("nodeSelector") == {"kubernetes.io/hostname": "seek-server-1"}, name
+            assert "affinity" not in spec, f"{name}: pinned pods need no pod affinity"
+            pinned.add(name)
+        else:
+            assert "nodeSelector" not in spec, f"{name} mounts no local-path volume but is pinned"
+            free.add(name)
+    assert {"mysql", "solr"} <= pinned
+    seek_pods = {"seek-web", "seek-workers", "seek-db-setup", "seek-upgrade-1-18-1"}
+    if rendered.config.cluster["storage_backend"] == "nfs":
+        assert seek_pods <= free
+    else:
+        assert seek_pods <= pinned
 
 
 def test_seek_web_and_workers_shape(rendered: Rendered) -> None:
@@ -223,8 +283,7 @@ def test_configuration_specific_choices(rendered: Rendered) -> None:
     else:
         assert filestore["accessModes"] == ["ReadWriteOnce"]
         assert filestore["storageClassName"] == "local-path-retain"
-        affinity = workers_spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        assert affinity[0]["topologyKey"] == "kubernetes.io/hostname"
+        assert workers_spec["nodeSelector"] == _pod_spec(web)["nodeSelector"]
     if rendered.config.cluster["ingress_controller"] == "ingress-nginx":
         assert ingress["spec"]["ingressClassName"] == "nginx"
         assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "50g"

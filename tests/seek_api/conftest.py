@@ -91,6 +91,21 @@ def install_test_crds(kube_api: Any) -> None:
                          "crd/helmcharts.helm.cattle.io", "crd/helmchartconfigs.helm.cattle.io",
                          "crd/clusterissuers.cert-manager.io")
     kube_api.run_kubectl("create", "namespace", "kube-system", check=False)
+    create_nodes(kube_api, [f"seek-server-{i}" for i in range(1, 4)])
+
+
+def create_nodes(kube_api: Any, names: list[str]) -> None:
+    """Register Node objects (no kubelet behind them) so the node-pinning checks find them.
+
+    The harness inventories name their servers seek-server-N without k3s_node_name, so the
+    declared node (seek_node_name's default) is seek-server-1.
+    """
+    import json
+
+    for name in names:
+        node = {"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}}
+        kube_api.run_kubectl("apply", "-f", "-", input=json.dumps(node))
 
 
 @pytest.fixture(scope="module")
