@@ -344,3 +344,18 @@ def test_check_seek_image():
     with pytest.raises(BackupError, match="does not record"):
         restore.check_seek_image({}, "fairdom/seek:1.18.1", False)
     assert restore.check_seek_image({"seek_image": None}, "fairdom/seek:1.18.1", True) is True
+
+
+def test_pipe_into_kills_the_pipeline_on_the_first_integrity_error():
+    """An integrity error from the feeder (a corrupted object mid-stream) stops the decompressor and
+    the loader at once: a loader that would linger is killed, and the error is the feeder's."""
+    import time
+
+    def feed(sink):
+        sink(b"-- first block\n" * 1000)
+        raise IntegrityError("age decryption failed (corrupted object or wrong identity)")
+
+    started = time.monotonic()
+    with pytest.raises(IntegrityError, match="age decryption failed"):
+        restore.pipe_into(["sh", "-c", "cat >/dev/null; sleep 30"], "mysql.sql.gz", feed)
+    assert time.monotonic() - started < 10

@@ -138,6 +138,8 @@ def open_source(cfg: Config, args: argparse.Namespace, kind: str,
         yield rs.stamp, man["artifact"]["name"], man, feed_remote
         return
     spool_dir = Path(getattr(args, "spool_dir", None) or cfg.spool_dir or tempfile.gettempdir())
+    if not spool_dir.is_dir():
+        raise ConfigError(f"spool_dir {spool_dir} is not a directory (--spool-dir / spool_dir in the config)")
     with tempfile.TemporaryDirectory(prefix="seek-backup-verify-", dir=spool_dir) as tmp:
         spool = Path(tmp) / (str(rs.artifact))
         log(f"downloading {rs.kind}/{rs.stamp} to {spool_dir} and verifying it before anything changes")
