@@ -87,14 +87,14 @@ def write_inventory(kube_api: KubeAPI, tmp_path: Path, **variables) -> Path:
     return path
 
 
-def run(kube_api: KubeAPI, tmp_path: Path, play: str, inventory: Path) -> subprocess.CompletedProcess:
+def run(kube_api: KubeAPI, tmp_path: Path, play: str, inventory: Path, *args: str) -> subprocess.CompletedProcess:
     """Run `play` with the project's configuration, the kubeconfig only through the inventory."""
     playbook = tmp_path / f"play-{abs(hash(play))}.yml"
     playbook.write_text(play)
     env = dict(kube_api.env, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                ANSIBLE_ROLES_PATH=str(ROOT / "roles"))
     env.pop("K8S_AUTH_KUBECONFIG", None)
-    return subprocess.run(["ansible-playbook", "-v", str(playbook), "-i", str(inventory)], cwd=ROOT, env=env,
+    return subprocess.run(["ansible-playbook", "-v", str(playbook), "-i", str(inventory), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -156,6 +156,10 @@ def test_drain_cordons_and_evicts_then_uncordon_restores(kube_api: KubeAPI, tmp_
     bound = bind_pods(kube_api, ns, "web", 2)
     assert pods_on_node(kube_api, ns) == sorted(bound)
     inventory = write_inventory(kube_api, tmp_path)
+
+    dry = run(kube_api, tmp_path, DRAIN, inventory, "--check")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert not unschedulable(kube_api) and pods_on_node(kube_api, ns) == sorted(bound)
 
     drained = run(kube_api, tmp_path, DRAIN, inventory)
     assert drained.returncode == 0, drained.stdout + drained.stderr
