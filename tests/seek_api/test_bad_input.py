@@ -98,3 +98,44 @@ def test_bad_input_fails_before_any_api_call(tmp_path: Path, case: str, playbook
     for key in ("vault_mysql_password", "vault_mysql_root_password"):
         if key in extra:
             assert extra[key] not in output, f"the value of {key} appeared in the output"
+
+
+PREFLIGHT = REPO_ROOT / "playbooks" / "preflight.yml"
+# Issue 9, bad input: each stops playbooks/preflight.yml (its controller play, which runs every
+# Kubernetes-facing role's validate.yml) before site.yml touches any node.
+PREFLIGHT_CASES = [
+    ("quantity", {"mysql_storage_size": "20GB"}, "mysql_storage_size must be a positive Kubernetes quantity"),
+    ("password-space", {"vault_mysql_password": "pass word"}, "mysql_password (vault_mysql_password"),
+    ("timezone", {"backup_timezone": "Europe/Atlantis"}, "backups_timezone (backup_timezone) must be an IANA"),
+    ("age-recipient", {"backup_age_recipients": ["age1" + "q" * 58]},
+     "backup_host_age_recipients (backup_age_recipients) must hold age public keys"),
+    ("seek-below-1.18", {"seek_image": "fairdom/seek:1.17.4"}, "older than SEEK 1.18"),
+]
+
+
+@pytest.mark.parametrize(("case", "extra", "message"), PREFLIGHT_CASES, ids=[c[0] for c in PREFLIGHT_CASES])
+def test_bad_input_stops_preflight(tmp_path: Path, case: str, extra: dict, message: str) -> None:
+    """preflight.yml's controller play fails in a Validate task with the message; the value of a
+    refused password is never shown."""
+    config = CONFIGS["single-localpath-nginx-notls"]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
+    inventory = make_inventory(tmp_path, config, kubeconfig=kubeconfig)
+    # --limit localhost: the node plays need SSH; the controller play is the one under test.
+    result = run_playbooks(inventory, {**config.extra, **extra}, "--limit", "localhost", playbooks=[PREFLIGHT])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert message in output, output[-3000:]
+    assert "Validate |" in output.rsplit("TASK [", 1)[1].split("]", 1)[0], output[-3000:]
+    assert "pass word" not in output
+
+
+def test_good_input_passes_preflight(tmp_path: Path) -> None:
+    """The same play with the lab settings passes (so the cases above fail for their reason)."""
+    config = CONFIGS["single-localpath-nginx-notls"]
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_KUBECONFIG)
+    inventory = make_inventory(tmp_path, config, kubeconfig=kubeconfig)
+    result = run_playbooks(inventory, {**config.extra, "vault_mysql_password": "Alphanumeric0nly"},
+                           "--limit", "localhost", playbooks=[PREFLIGHT])
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
