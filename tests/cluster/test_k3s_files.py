@@ -158,6 +158,7 @@ def test_first_server_creates_the_cluster(ha_files):
     assert config["disable"] == ["traefik"]
     # k3s's own default data dir is not written out, so existing configurations do not change.
     assert "data-dir" not in config and "flannel-iface" not in config and "node-name" not in config
+    assert "write-kubeconfig" not in config and "private-registry" not in config
 
 
 def test_other_servers_join_through_the_endpoint(ha_files):
@@ -241,6 +242,8 @@ def test_data_and_config_dirs_move_every_path(tmp_path):
         assert config["token-file"] == "/etc/seek-k3s/cluster-token"
         # k3s reads /etc/rancher/k3s/registries.yaml unless told otherwise.
         assert config["private-registry"] == "/etc/seek-k3s/registries.yaml"
+        if name.startswith("server"):
+            assert config["write-kubeconfig"] == "/etc/seek-k3s/k3s.yaml"
         assert REGISTRY_PASSWORD not in files[f"{name}.config.yaml"]
         assert json.loads(files[f"{name}.vars.json"])["images_dir"] == "/srv/k3s/agent/images"
     wait = json.loads(files["server-1.vars.json"])
