@@ -207,3 +207,18 @@ def test_guard_allows_the_next_step(kube_api: KubeAPI, tmp_path: Path, guard_nod
     assert result.returncode == 0, result.stdout + result.stderr
     assert "changed=0" in result.stdout.split("PLAY RECAP", 1)[1]
 
+
+
+def test_guard_refuses_a_binary_that_does_not_run(kube_api: KubeAPI, tmp_path: Path) -> None:
+    """The installed binary is read on every node: one that cannot run (a corrupted file here, no
+    stand-in for k3s) leaves the version unknown, and the guard refuses with what it printed."""
+    install_dir = tmp_path / "bin"
+    install_dir.mkdir()
+    binary = install_dir / "k3s"
+    binary.write_bytes(b"\x00corrupted download\x00")
+    binary.chmod(0o755)
+    result = run_guard(kube_api, tmp_path, ["broken-server-1"], "v1.34.2+k3s1")
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert "broken-server-1 (binary) reports 'exit" in out, out
+    assert "not a k3s release version" in out, out
