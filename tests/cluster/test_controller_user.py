@@ -135,8 +135,8 @@ def work(controller_user: str) -> Iterator[Path]:
 def lab_inventory(path: Path, node: str, become_for_all: bool) -> Path:
     """inventories/lab/hosts.yml with its hosts pointed at the container, nothing else changed.
 
-    become_for_all rebuilds the old shape (become set for `all`, none on localhost) to show the
-    tasks' own guard holds even then.
+    become_for_all rebuilds the old shape (become set for `all`, none on localhost), which the
+    roles must refuse.
     """
     inventory = copy.deepcopy(yaml.safe_load((ROOT / "inventories" / "lab" / "hosts.yml").read_text()))
     node_vars = {"ansible_host": node, "ansible_connection": "community.docker.docker", "ansible_user": "root"}
@@ -179,15 +179,14 @@ def owner_and_mode(path: Path) -> tuple[str, int]:
     return pwd.getpwuid(info.st_uid).pw_name, info.st_mode & 0o777
 
 
-@pytest.mark.parametrize("become_for_all", [False, True], ids=["lab-inventory", "become-set-for-all"])
-def test_controller_files_belong_to_the_user(nodes: list[str], controller_user: str, work: Path, tmp_path: Path,
-                                             become_for_all: bool) -> None:
+def test_controller_files_belong_to_the_user(nodes: list[str], controller_user: str, work: Path,
+                                             tmp_path: Path) -> None:
     """Token and kubeconfig on the controller: the user's, 0700/0600, and no sudo was asked for."""
     node = nodes[0]
     reset_node(node)
     secret = new_secret()
     make_cluster(node, tmp_path, secret)
-    inventory = lab_inventory(work, node, become_for_all)
+    inventory = lab_inventory(work, node, become_for_all=False)
 
     result, _ = run_as(controller_user, work, PLAYBOOK, inventory)
 
@@ -203,6 +202,23 @@ def test_controller_files_belong_to_the_user(nodes: list[str], controller_user: 
     # The node side did its part as root, through become on the node groups.
     assert read(node, NODE_TOKEN_FILE) == f"{secret}\n"
     assert stat(node, NODE_TOKEN_FILE).startswith("600 root ")
+
+
+def test_an_inventory_that_escalates_the_controller_is_refused(nodes: list[str], controller_user: str,
+                                                               work: Path, tmp_path: Path) -> None:
+    """The old shape (become for `all`) stops before anything is written, naming ansible_become."""
+    node = nodes[0]
+    reset_node(node)
+    make_cluster(node, tmp_path, new_secret())
+    inventory = lab_inventory(work, node, become_for_all=True)
+
+    result, _ = run_as(controller_user, work, PLAYBOOK, inventory)
+
+    assert result.returncode != 0, result.stdout
+    assert "ansible_become is true for the controller (localhost)" in result.stdout
+    assert not (work / "sudo-calls").exists(), (work / "sudo-calls").read_text()
+    assert not (work / "artifacts").exists()
+    assert read(node, NODE_TOKEN_FILE) == ""
 
 
 def test_the_sudo_probe_catches_an_escalating_controller_task(nodes: list[str], controller_user: str,
