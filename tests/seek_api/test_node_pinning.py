@@ -77,7 +77,8 @@ def test_volume_bound_on_another_node_is_refused(kube_api: Any, tmp_path: Path) 
         code, output = _run(kube_api, tmp_path)
         assert code != 0, output[-3000:]
         task, message = _fatal(output)
-        assert task == "Nodes | Check the filestore and cache volumes are on seek_node_name", task
+        assert task == "seek : Nodes | Check the filestore and cache volumes are on seek_node_name", \
+            (task, message[:1500])
         assert "seek_node_name" in message and other in message and "'seek-server-1'" in message
         assert not _namespace_exists(kube_api)
         # Declaring the node that holds the volume passes the check (and the run converges).
