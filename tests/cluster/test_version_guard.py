@@ -76,16 +76,24 @@ def test_k3s_revision_downgrade_refused() -> None:
 
 
 def test_skipped_minor_refused_with_the_steps() -> None:
-    result = k3s_upgrade_check({"server-1": "v1.34.2+k3s1", "agent-1": "v1.32.9+k3s1"}, "v1.35.1+k3s1")
+    result = k3s_upgrade_check({"server-1": "v1.33.2+k3s1", "agent-1": "v1.32.9+k3s1"}, "v1.35.1+k3s1")
     assert not result["allowed"]
     assert result["problems"] == [
-        "agent-1 runs v1.32.9+k3s1: k3s_version=v1.35.1+k3s1 skips minor versions "
-        "(k3s upgrades one minor version at a time)."]
+        f"{node} runs {version}: k3s_version=v1.35.1+k3s1 skips minor versions "
+        "(k3s upgrades one minor version at a time)." for node, version in
+        (("agent-1", "v1.32.9+k3s1"), ("server-1", "v1.33.2+k3s1"))]
     # From the oldest node: 1.33, then 1.34, then the target.
     assert result["steps"] == ["v1.33.x+k3sN (the newest v1.33 release)",
                                "v1.34.x+k3sN (the newest v1.34 release)", "v1.35.1+k3s1"]
     assert "set k3s_version to each of v1.33.x+k3sN" in result["message"]
     assert "playbooks/upgrade.yml" in result["message"]
+
+
+def test_nodes_more_than_one_minor_apart_refused_without_steps() -> None:
+    """Servers at 1.34 and an agent at 1.32: no one k3s_version is a valid step for both."""
+    result = k3s_upgrade_check({"server-1": "v1.34.2+k3s1", "agent-1": "v1.32.9+k3s1"}, "v1.34.2+k3s1")
+    assert not result["allowed"] and result["steps"] == []
+    assert "more than one minor apart (v1.32.9+k3s1 to v1.34.2+k3s1)" in result["message"]
 
 
 def test_major_change_refused() -> None:

@@ -85,6 +85,7 @@ def k3s_upgrade_check(running: dict[str, str] | list[str], target: str) -> dict[
     problems: list[str] = []
     upgrades: list[str] = []
     oldest: dict[str, Any] | None = None
+    newest: dict[str, Any] | None = None
     for source, text in sorted(running.items()):
         try:
             current = k3s_version_parse(text)
@@ -107,8 +108,16 @@ def k3s_upgrade_check(running: dict[str, str] | list[str], target: str) -> dict[
             upgrades.append(source)
         if current["major"] == wanted["major"] and (oldest is None or current["key"] < oldest["key"]):
             oldest = current
+        if current["major"] == wanted["major"] and (newest is None or current["key"] > newest["key"]):
+            newest = current
 
     steps = _steps(oldest, wanted) if oldest and wanted["minor"] - oldest["minor"] > 1 else []
+    if oldest and newest and newest["minor"] - oldest["minor"] > 1:
+        # No single k3s_version is a step for every node: the older ones must catch up first.
+        problems.append(f"The nodes already run versions more than one minor apart ({oldest['version']} to "
+                        f"{newest['version']}): no one k3s_version suits them all; bring the older nodes "
+                        "up one minor at a time first (with --limit), then upgrade the cluster.")
+        steps = []
     message = " ".join(problems)
     if steps:
         message += (" Upgrade one minor version at a time: set k3s_version to each of "
