@@ -197,6 +197,7 @@ def test_pod_that_does_not_terminate_fails_the_drain_and_the_node_is_uncordoned(
     assert result.returncode != 0, out
     assert f"Node {NODE} still runs {ns}/{slow}" in out, out
     assert f"Upgrading {NODE} (node {NODE}) to k3s_version=v1.34.2+k3s1 failed at" in out, out
+    assert "The node was uncordoned." in out, out
     assert "marked unschedulable" in out and "marked schedulable" in out, out  # cordoned, then rescued
     assert recap(out, NODE)["rescued"] == 1, out
     assert not unschedulable(kube_api)
@@ -224,3 +225,16 @@ def test_failed_upgrade_step_uncordons_the_drained_node(kube_api: KubeAPI, tmp_p
     assert not unschedulable(kube_api)
     assert pods_on_node(kube_api, ns) == []
     assert not (tmp_path / "bin").exists()
+
+
+def test_failure_report_says_when_uncordoning_failed_too(kube_api: KubeAPI, tmp_path: Path) -> None:
+    """The API cannot find the agent's Node (it was never registered, or was deleted): the drain
+    fails, the rescue's uncordon fails as well, and the report keeps the first failure and says
+    the node may still be cordoned."""
+    kube_api.run_kubectl("delete", "node", NODE, "--ignore-not-found")
+    result = run(kube_api, tmp_path, AGENT, write_inventory(kube_api, tmp_path))
+    out = result.stdout + result.stderr
+    assert result.returncode != 0, out
+    assert 'failed at "Drain | Cordon the node and evict its pods"' in out, out
+    assert f"Node {NODE} not found" in out, out
+    assert "Uncordoning the node failed too" in out and f"kubectl uncordon {NODE}" in out, out
