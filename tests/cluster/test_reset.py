@@ -303,7 +303,7 @@ def test_reset_keeps_the_data_when_asked(tmp_path: Path, node: str) -> None:
     assert recap(run_reset(inventory, "-e", "k3s_reset_purge_data=false"))["changed"] > 0
     state = sh(node, f"ls {DATA_DIR}/server/db/keep /var/lib/kubelet/keep; "
                      "! test -e /usr/local/bin/k3s && ! test -e /etc/rancher/k3s && echo gone", check=False)
-    assert state.stdout.split() == [f"{DATA_DIR}/server/db/keep", "/var/lib/kubelet/keep", "gone"], state
+    assert sorted(state.stdout.split()) == sorted([f"{DATA_DIR}/server/db/keep", "/var/lib/kubelet/keep", "gone"]), state
 
 
 def test_reset_refuses_a_dangerous_data_dir(tmp_path: Path, node: str) -> None:
