@@ -90,3 +90,34 @@ def test_volume_bound_on_another_node_is_refused(kube_api: Any, tmp_path: Path) 
     finally:
         kube_api.run_kubectl("delete", "pv", "nodecheck-filestore", "--wait=false", check=False)
         kube_api.run_kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+
+
+BACKUPS_NODES = """\
+- name: Check the backup node
+  hosts: controller
+  gather_facts: false
+  tasks:
+    - name: Check the node of the backup root and SEEK's filestore
+      ansible.builtin.include_role:
+        name: backups
+        tasks_from: nodes.yml
+"""
+
+
+@pytest.mark.parametrize(("node", "passes"), [("seek-server-1", True), ("Seek-Server-1", False)])
+def test_backups_node_name_is_checked(kube_api: Any, tmp_path: Path, node: str, passes: bool) -> None:
+    """backups.yml's check: the registered (lower-case) name passes; any other name is refused."""
+    install_test_crds(kube_api)
+    playbook = tmp_path / "backups-nodes.yml"
+    playbook.write_text(BACKUPS_NODES)
+    config = CONFIGS["single-localpath-nginx-notls"]
+    inventory = make_inventory(tmp_path, config, kubeconfig=kube_api.kubeconfig)
+    result = run_playbooks(inventory, {"seek_node_name": node}, env=kube_api.env, playbooks=[playbook])
+    output = result.stdout + result.stderr
+    if passes:
+        assert result.returncode == 0, output[-3000:]
+    else:
+        assert result.returncode != 0, output[-3000:]
+        task, message = _fatal(output)
+        assert task == "backups : Nodes | Check backups_node_name is a Node of the cluster", task
+        assert "'Seek-Server-1'" in message and "seek-server-1" in message and "seek_node_name" in message
