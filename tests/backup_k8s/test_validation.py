@@ -63,15 +63,16 @@ def test_bad_setting_fails_before_any_change(case: str, tmp_path: Path) -> None:
 
 
 def test_good_settings_pass_validation(tmp_path: Path) -> None:
-    """The same playbook with the defaults gets past validation (then stops: node-a is not reachable)."""
+    """The same playbook with the defaults gets past both validation files (then stops: the node
+    check that follows reads the cluster's Nodes, and there is no cluster here)."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
     result = run_playbook(REPO / "playbooks" / "backups.yml", tmp_path,
                           {"cluster_kubeconfig": str(kubeconfig), "ansible_host": "127.0.0.1",
                            "ansible_port": "1", "ansible_ssh_common_args": "-o ConnectTimeout=2"})
     output = result.stdout + result.stderr
-    assert "Off-site tool and timer on the backup host" in output, output[-4000:]
-    assert "UNREACHABLE" in output
+    assert "TASK [Check there is exactly one backup host]" in output, output[-4000:]
+    assert "Validate |" not in output.split("fatal:", 1)[0].rsplit("TASK [", 1)[-1], output[-4000:]
 
 
 def test_valid_recipients_and_timezone_pass_validation(tmp_path: Path) -> None:
