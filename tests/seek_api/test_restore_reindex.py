@@ -53,6 +53,10 @@ def test_reindex_script_uses_seeks_functions_and_checks_mysql() -> None:
     assert order == sorted(order), order
     assert "FROM delayed_jobs WHERE handler LIKE '%ReindexAllJob%'" in script
     assert '-p"$MYSQL_PASSWORD"' not in script and "MYSQL_PWD" in script
+    # A dump from an older SEEK (restore_allow_seek_upgrade) is migrated before the reindex.
+    upgrade = lines.index("bundle exec rake seek:upgrade")
+    assert order[3] < upgrade < order[4]
+    assert 'if [ "${SEEK_RESTORE_RUN_UPGRADE:-0}" = 1 ]; then' in lines[upgrade - 4:upgrade]
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed (tests/host-packages.txt)")
@@ -75,9 +79,14 @@ def _web_deployment(tmp_path: Path) -> dict[str, Any]:
     raise AssertionError("no seek-web-deployment.yaml rendered")
 
 
-def test_reindex_job_from_the_web_template_is_admitted_and_fails_visibly(kube_api: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("older_dump", [False, True], ids=["same-seek", "older-seek"])
+def test_reindex_job_from_the_web_template_is_admitted_and_fails_visibly(kube_api: Any, tmp_path: Path,
+                                                                        older_dump: bool) -> None:
     """Made from the real web pod template, admitted (a Pod is created under restricted), and past
-    its deadline the play stops naming the Job, SEEK kept at zero, and what to do next."""
+    its deadline the play stops naming the Job, SEEK kept at zero, and what to do next. After a
+    dump from an older SEEK (backups_restore_needs_seek_upgrade, set by restore.yml) the Job runs
+    SEEK's upgrade first."""
+    restore_id = "20260101000001" if older_dump else "20260101000000"
     kube_api.run_kubectl("create", "namespace", NAMESPACE, check=False)
     kube_api.run_kubectl("label", "--overwrite", "namespace", NAMESPACE,
                          "pod-security.kubernetes.io/enforce=restricted")
@@ -88,14 +97,15 @@ def test_reindex_job_from_the_web_template_is_admitted_and_fails_visibly(kube_ap
     playbook.write_text(REINDEX)
     result = run_playbook(playbook, tmp_path, {
         "backups_kubeconfig": str(kube_api.kubeconfig), "backups_namespace": NAMESPACE,
-        "backups_reindex_timeout_seconds": 10, "__backups_restore_id": "20260101000000",
+        "backups_reindex_timeout_seconds": 10, "__backups_restore_id": restore_id,
+        "backups_restore_needs_seek_upgrade": older_dump,
         "__backups_replicas": {"seek-web": 2, "seek-workers": 1}})
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
-    assert "The Job reindex-test/seek-reindex-20260101000000 failed" in output, output[-4000:]
+    assert f"The Job reindex-test/seek-reindex-{restore_id} failed" in output, output[-4000:]
     assert "SEEK stays at zero" in output and '"seek-web": 2' in output, output[-4000:]
 
-    job = json.loads(kube_api.run_kubectl("-n", NAMESPACE, "get", "job", "seek-reindex-20260101000000",
+    job = json.loads(kube_api.run_kubectl("-n", NAMESPACE, "get", "job", f"seek-reindex-{restore_id}",
                                           "-o", "json").stdout)
     spec = job["spec"]
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 10
@@ -107,7 +117,8 @@ def test_reindex_job_from_the_web_template_is_admitted_and_fails_visibly(kube_ap
     assert container["image"] == seek["image"]
     assert container["command"][:2] == ["bash", "-c"] and "use_mysql_db" in container["command"][2]
     assert container["args"] == ["bundle", "exec", "rake", "tmp:cache:clear", "seek:reindex_all"]
-    assert container["env"] == seek["env"] and container["envFrom"] == seek["envFrom"]
+    upgrade = {"name": "SEEK_RESTORE_RUN_UPGRADE", "value": "1" if older_dump else "0"}
+    assert container["env"] == seek["env"] + [upgrade] and container["envFrom"] == seek["envFrom"]
     assert container["volumeMounts"] == seek["volumeMounts"]
     assert {v["name"] for v in pod["volumes"]} == {v["name"] for v in web_pod["volumes"]}
     assert not any(key in container for key in ("livenessProbe", "readinessProbe", "startupProbe", "ports"))
@@ -120,3 +131,40 @@ def test_reindex_job_from_the_web_template_is_admitted_and_fails_visibly(kube_ap
     reasons = {event["reason"] for event in events}
     assert "SuccessfulCreate" in reasons and "FailedCreate" not in reasons, \
         [(e["reason"], e.get("message", "")[:200]) for e in events]
+
+
+SOLR_REINDEX = textwrap.dedent("""\
+    - name: The seek role's reindex after a Solr configset change
+      hosts: controller
+      gather_facts: false
+      tasks:
+        - name: Reindex into the rebuilt core
+          ansible.builtin.include_role:
+            name: seek
+            tasks_from: reindex.yml
+    """)
+
+
+def test_solr_configset_change_reindex_stops_workers_and_fails_visibly(kube_api: Any, tmp_path: Path) -> None:
+    """seek's reindex.yml (run when Solr's core was rebuilt without a SEEK upgrade) stops the
+    workers, creates the post-restore Job, and a Job that does not finish stops the play saying
+    the core is empty until a reindex runs and how to ask for one."""
+    kube_api.run_kubectl("create", "namespace", NAMESPACE, check=False)
+    web = _web_deployment(tmp_path)
+    workers = yaml.safe_load(next(tmp_path.rglob("seek-workers-deployment.yaml")).read_text())
+    kube_api.run_kubectl("apply", "-f", "-", input=json.dumps(web))
+    kube_api.run_kubectl("apply", "-f", "-", input=json.dumps(workers))
+    playbook = tmp_path / "solr-reindex.yml"
+    playbook.write_text(SOLR_REINDEX)
+    result = run_playbook(playbook, tmp_path, {
+        "seek_kubeconfig": str(kube_api.kubeconfig), "cluster_kubeconfig": str(kube_api.kubeconfig),
+        "seek_namespace": NAMESPACE, "backups_reindex_timeout_seconds": 10})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-4000:]
+    assert "Solr's core was rebuilt for a new configset" in output, output[-4000:]
+    assert "seek_reindex=true" in output and "SEEK stays at zero" not in output, output[-4000:]
+    replicas = kube_api.run_kubectl("-n", NAMESPACE, "get", "deployment", "seek-workers",
+                                    "-o", "jsonpath={.spec.replicas}").stdout
+    assert replicas == "0"
+    jobs = kube_api.run_kubectl("-n", NAMESPACE, "get", "jobs", "-o", "name").stdout.split()
+    assert any(name.startswith("job.batch/seek-reindex-solr-") for name in jobs), jobs
