@@ -8,45 +8,27 @@ files the node layer would have written.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.cluster.node_container import docker_ready, start_node
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("NODE_IMAGE", "seek-k3s-node:bookworm")
 # What the node and cluster layers write first: none of it may exist after a refused run.
 FIRST_CHANGES = ["/etc/modules-load.d/k3s.conf", "/etc/sysctl.d/90-k3s.conf", "/etc/rancher", "/usr/local/bin/k3s"]
 
-
-def _docker_ready() -> str | None:
-    """Why the Docker-backed tests cannot run here, or None when they can."""
-    if shutil.which("docker") is None:
-        return "docker is not installed (tests/harness/ensure-docker.sh installs it)"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "the Docker engine does not answer (tests/harness/ensure-docker.sh starts it)"
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        return f"the node image {IMAGE} is missing (tests/harness/build-node-image.sh builds it)"
-    return None
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
     """A running systemd container to point the inventories at."""
-    reason = _docker_ready()
+    reason = docker_ready()
     if reason:
         pytest.skip(reason)
-    name = f"seek-k3s-badinput-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "--cgroupns=host", "--tmpfs", "/run", "--tmpfs", "/run/lock",
-         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cap-add", "SYS_ADMIN",
-         "--security-opt", "apparmor=unconfined", "--security-opt", "seccomp=unconfined",
-         IMAGE, "/lib/systemd/systemd"],
-        check=True, capture_output=True,
-    )
+    name = start_node("seek-k3s-badinput")
     try:
         yield name
     finally:
@@ -66,7 +48,8 @@ def write_inventory(tmp_path: Path, node: str, servers: int, agents: int, variab
                 "k3s_cluster": {"children": {"k3s_servers": {"hosts": hosts("server", servers)},
                                              "k3s_agents": {"hosts": hosts("agent", agents)}}},
                 "nfs_servers": {"hosts": {}},
-                "controller": {"hosts": {"localhost": {"ansible_connection": "local"}}},
+                "controller": {"hosts": {"localhost": {
+                    "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}"}}},
             },
         }
     }

@@ -13,17 +13,16 @@ against it unchanged.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.cluster.node_container import docker_ready, start_node
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("NODE_IMAGE", "seek-k3s-node:bookworm")
 MARKER = "stand-in: waiting for a k3s server that never answers"
 
 # Stand-in programs (not k3s): one never notifies systemd, one notifies at once.
@@ -75,16 +74,6 @@ PLAYBOOK = """
 """
 
 
-def _docker_ready() -> str | None:
-    """Why the Docker-backed tests cannot run here, or None when they can."""
-    if shutil.which("docker") is None:
-        return "docker is not installed (tests/harness/ensure-docker.sh installs it)"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "the Docker engine does not answer (tests/harness/ensure-docker.sh starts it)"
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        return f"the node image {IMAGE} is missing (tests/harness/build-node-image.sh builds it)"
-    return None
-
 
 def _exec(node: str, *command: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     """Run a command in the container."""
@@ -94,17 +83,10 @@ def _exec(node: str, *command: str, stdin: str | None = None) -> subprocess.Comp
 @pytest.fixture()
 def node() -> str:
     """A fresh systemd container from the node image."""
-    reason = _docker_ready()
+    reason = docker_ready()
     if reason:
         pytest.skip(reason)
-    name = f"seek-k3s-wait-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "--cgroupns=host", "--tmpfs", "/run", "--tmpfs", "/run/lock",
-         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cap-add", "SYS_ADMIN",
-         "--security-opt", "apparmor=unconfined", "--security-opt", "seccomp=unconfined",
-         IMAGE, "/lib/systemd/systemd"],
-        check=True, capture_output=True,
-    )
+    name = start_node("seek-k3s-wait")
     try:
         for _ in range(60):
             state = _exec(name, "systemctl", "is-system-running").stdout.strip()

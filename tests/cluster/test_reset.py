@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.cluster.node_container import docker_ready, start_node
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("NODE_IMAGE", "seek-k3s-node:bookworm")
 DATA_DIR = "/var/lib/rancher/k3s"
 SHIM = f"{DATA_DIR}/data/0f1e2d3c/bin/containerd-shim-runc-v2"
 CNI_NETNS = "cni-5e1f0c7a-2b3d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -102,16 +101,6 @@ ip6tables -A INPUT -p tcp --dport 22 -j ACCEPT
 """
 
 
-def _docker_ready() -> str | None:
-    """Why the Docker-backed test cannot run here, or None when it can."""
-    if shutil.which("docker") is None:
-        return "docker is not installed (tests/harness/ensure-docker.sh installs it)"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "the Docker engine does not answer (tests/harness/ensure-docker.sh starts it)"
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        return f"the node image {IMAGE} is missing (tests/harness/build-node-image.sh builds it)"
-    return None
-
 
 def sh(node: str, script: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run a shell script in the node as root."""
@@ -125,17 +114,10 @@ def sh(node: str, script: str, check: bool = True) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def node() -> Iterator[str]:
     """A systemd node container with iptables installed (as node_prereq installs it)."""
-    reason = _docker_ready()
+    reason = docker_ready()
     if reason:
         pytest.skip(reason)
-    name = f"seek-k3s-reset-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "--cgroupns=host", "--tmpfs", "/run", "--tmpfs", "/run/lock",
-         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cap-add", "SYS_ADMIN", "--cap-add", "NET_ADMIN",
-         "--security-opt", "apparmor=unconfined", "--security-opt", "seccomp=unconfined",
-         IMAGE, "/lib/systemd/systemd"],
-        check=True, capture_output=True,
-    )
+    name = start_node("seek-k3s-reset", "NET_ADMIN")
     try:
         sh(name, "until systemctl is-system-running --wait >/dev/null 2>&1 || "
                  "[ \"$(systemctl is-system-running)\" = degraded ]; do sleep 1; done", check=False)

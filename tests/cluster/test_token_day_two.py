@@ -11,16 +11,16 @@ rotation itself is proven where k3s can be downloaded (docs/cluster.md, "Rotatin
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.cluster.node_container import docker_ready, start_node
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("NODE_IMAGE", "seek-k3s-node:bookworm")
 DATA_DIR = "/var/lib/rancher/k3s"
 CONFIG_DIR = "/etc/rancher/k3s"
 CA_HASH = "0123456789abcdef" * 4
@@ -28,31 +28,14 @@ CLUSTER_SECRET = "clustersecret" + uuid.uuid4().hex
 FULL_TOKEN = f"K10{CA_HASH}::server:{CLUSTER_SECRET}"
 
 
-def _docker_ready() -> str | None:
-    """Why the Docker-backed tests cannot run here, or None when they can."""
-    if shutil.which("docker") is None:
-        return "docker is not installed (tests/harness/ensure-docker.sh installs it)"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "the Docker engine does not answer (tests/harness/ensure-docker.sh starts it)"
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        return f"the node image {IMAGE} is missing (tests/harness/build-node-image.sh builds it)"
-    return None
-
 
 @pytest.fixture(scope="module")
 def node() -> str:
     """A running systemd container playing the first server and the backup host."""
-    reason = _docker_ready()
+    reason = docker_ready()
     if reason:
         pytest.skip(reason)
-    name = f"seek-k3s-token-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "--cgroupns=host", "--tmpfs", "/run", "--tmpfs", "/run/lock",
-         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cap-add", "SYS_ADMIN",
-         "--security-opt", "apparmor=unconfined", "--security-opt", "seccomp=unconfined",
-         IMAGE, "/lib/systemd/systemd"],
-        check=True, capture_output=True,
-    )
+    name = start_node("seek-k3s-token")
     try:
         yield name
     finally:

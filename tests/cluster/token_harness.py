@@ -20,14 +20,14 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.cluster.node_container import docker_ready, start_node
+
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("NODE_IMAGE", "seek-k3s-node:bookworm")
 DATA_DIR = "/var/lib/rancher/k3s"
 CLUSTER_TOKEN = f"{DATA_DIR}/server/token"
 AGENT_TOKEN = f"{DATA_DIR}/server/agent-token"
@@ -37,29 +37,6 @@ KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
 # Where the test playbooks' handler records that a restart of k3s was asked for.
 RESTART_MARKER = "/root/k3s-restart-notified"
 
-
-def docker_ready() -> str | None:
-    """Why the Docker-backed tests cannot run here, or None when they can."""
-    if shutil.which("docker") is None:
-        return "docker is not installed (tests/harness/ensure-docker.sh installs it)"
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        return "the Docker engine does not answer (tests/harness/ensure-docker.sh starts it)"
-    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode != 0:
-        return f"the node image {IMAGE} is missing (tests/harness/build-node-image.sh builds it)"
-    return None
-
-
-def start_node(prefix: str) -> str:
-    """Start a systemd container from the node image (as tests/cluster/test_bad_input.py does)."""
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "run", "-d", "--name", name, "--cgroupns=host", "--tmpfs", "/run", "--tmpfs", "/run/lock",
-         "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--cap-add", "SYS_ADMIN",
-         "--security-opt", "apparmor=unconfined", "--security-opt", "seccomp=unconfined",
-         IMAGE, "/lib/systemd/systemd"],
-        check=True, capture_output=True,
-    )
-    return name
 
 
 @pytest.fixture(scope="module")
