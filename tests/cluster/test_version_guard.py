@@ -171,12 +171,18 @@ def run_guard(kube_api: KubeAPI, tmp_path: Path, nodes: list[str], target: str) 
 
 
 def nodes_snapshot(kube_api: KubeAPI, names: list[str]) -> dict[str, tuple]:
-    """What the guard must not change: each Node's resourceVersion, unschedulable flag and version."""
+    """What the guard must not change: each Node's labels, annotations, unschedulable flag and
+    version, and who has written it. The controller-manager's node lifecycle controller updates
+    Nodes without a kubelet at any time (taints, conditions), so neither its writes nor the
+    resourceVersion they bump count; any other writer (the playbook) would."""
     snapshot = {}
     for name in names:
         node = get_json(kube_api, "node", name)
-        snapshot[name] = (node["metadata"]["resourceVersion"], node["spec"].get("unschedulable", False),
-                          node["status"]["nodeInfo"]["kubeletVersion"])
+        writers = sorted({entry["manager"] for entry in node["metadata"].get("managedFields", [])}
+                         - {"kube-controller-manager"})
+        snapshot[name] = (node["metadata"].get("labels"), node["metadata"].get("annotations"),
+                          node["spec"].get("unschedulable", False), node["status"]["nodeInfo"]["kubeletVersion"],
+                          writers)
     return snapshot
 
 
