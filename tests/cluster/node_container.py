@@ -11,6 +11,10 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
 
 IMAGE = os.environ.get("NODE_IMAGE", "seek-k3s-node:bookworm")
 
@@ -56,3 +60,17 @@ def wait_booted(name: str, timeout: float = 60) -> str:
 def remove_node(name: str) -> None:
     """Remove the container and its anonymous volumes."""
     subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
+
+
+@contextmanager
+def running_node(prefix: str, *capabilities: str) -> Iterator[str]:
+    """A started node container for a fixture, removed afterwards; skips, saying why, when Docker
+    or the node image is missing."""
+    reason = docker_ready()
+    if reason:
+        pytest.skip(reason)
+    name = start_node(prefix, *capabilities)
+    try:
+        yield name
+    finally:
+        remove_node(name)

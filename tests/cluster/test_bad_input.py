@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.node_container import docker_ready, start_node
+from tests.cluster.node_container import running_node
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,14 +25,8 @@ FIRST_CHANGES = ["/etc/modules-load.d/k3s.conf", "/etc/sysctl.d/90-k3s.conf", "/
 @pytest.fixture(scope="module")
 def node() -> str:
     """A running systemd container to point the inventories at."""
-    reason = docker_ready()
-    if reason:
-        pytest.skip(reason)
-    name = start_node("seek-k3s-badinput")
-    try:
+    with running_node("seek-k3s-badinput") as name:
         yield name
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 def write_inventory(tmp_path: Path, node: str, servers: int, agents: int, variables: dict) -> Path:

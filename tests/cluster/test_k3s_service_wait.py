@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.node_container import docker_ready, start_node
+from tests.cluster.node_container import running_node, wait_booted
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,21 +83,9 @@ def _exec(node: str, *command: str, stdin: str | None = None) -> subprocess.Comp
 @pytest.fixture()
 def node() -> str:
     """A fresh systemd container from the node image."""
-    reason = docker_ready()
-    if reason:
-        pytest.skip(reason)
-    name = start_node("seek-k3s-wait")
-    try:
-        for _ in range(60):
-            state = _exec(name, "systemctl", "is-system-running").stdout.strip()
-            if state in ("running", "degraded"):
-                break
-            time.sleep(1)
-        else:
-            pytest.fail(f"systemd in {name} did not finish booting: {state}")
+    with running_node("seek-k3s-wait") as name:
+        wait_booted(name)
         yield name
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 def install_stand_in(node: str, program: str, text: str) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.node_container import docker_ready, start_node
+from tests.cluster.node_container import running_node, wait_booted
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,21 +114,14 @@ def sh(node: str, script: str, check: bool = True) -> subprocess.CompletedProces
 @pytest.fixture(scope="module")
 def node() -> Iterator[str]:
     """A systemd node container with iptables installed (as node_prereq installs it)."""
-    reason = docker_ready()
-    if reason:
-        pytest.skip(reason)
-    name = start_node("seek-k3s-reset", "NET_ADMIN")
-    try:
-        sh(name, "until systemctl is-system-running --wait >/dev/null 2>&1 || "
-                 "[ \"$(systemctl is-system-running)\" = degraded ]; do sleep 1; done", check=False)
+    with running_node("seek-k3s-reset", "NET_ADMIN") as name:
+        wait_booted(name)
         install = sh(name, "for try in 1 2 3; do apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
                            "apt-get install -y -qq iptables && exit 0; sleep 3; done; exit 1", check=False)
         if install.returncode != 0:
             pytest.skip(f"iptables could not be installed in the node (Debian mirror unreachable?): "
                         f"{install.stderr[-300:]}")
         yield name
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 def start_processes(node: str) -> None:

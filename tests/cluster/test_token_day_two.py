@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.node_container import docker_ready, start_node
+from tests.cluster.node_container import running_node
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,14 +32,8 @@ FULL_TOKEN = f"K10{CA_HASH}::server:{CLUSTER_SECRET}"
 @pytest.fixture(scope="module")
 def node() -> str:
     """A running systemd container playing the first server and the backup host."""
-    reason = docker_ready()
-    if reason:
-        pytest.skip(reason)
-    name = start_node("seek-k3s-token")
-    try:
+    with running_node("seek-k3s-token") as name:
         yield name
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 def sh(node: str, script: str) -> subprocess.CompletedProcess:
