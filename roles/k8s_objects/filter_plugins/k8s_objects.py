@@ -1,0 +1,69 @@
+"""Filters of the k8s_objects role: when a workload the role waits for has settled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _job_failed_condition(job: dict[str, Any]) -> dict[str, Any]:
+    """Return the Job's ``Failed`` condition when it is ``True``, else an empty dict."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Failed" and condition.get("status") == "True":
+            return condition
+    return {}
+
+
+def k8s_objects_settled(obj: dict[str, Any] | None, kind: str) -> bool:
+    """Return whether ``obj`` (as k8s_info returns it, or empty when missing) has settled.
+
+    A Deployment or StatefulSet has settled when ``kubectl rollout status`` would say it rolled
+    out (kubernetes/kubernetes staging/src/k8s.io/kubectl/pkg/polymorphichelpers/rollout_status.go):
+    its controller has seen the latest spec and every replica runs it and is available (ready for
+    a StatefulSet, whose current revision is then the update revision). A Job has settled once a
+    pod succeeded or the Job failed. A missing object has not settled (a controller, e.g. k3s's
+    Helm controller, may still be creating it).
+    """
+    if not obj:
+        return False
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    if kind == "Job":
+        return int(status.get("succeeded") or 0) >= 1 or bool(_job_failed_condition(obj))
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 1):
+        return False
+    replicas = int(spec.get("replicas", 1) or 0)
+    if kind == "Deployment":
+        updated = int(status.get("updatedReplicas") or 0)
+        return (updated >= replicas
+                and int(status.get("replicas") or 0) <= updated
+                and int(status.get("availableReplicas") or 0) >= updated)
+    if kind == "StatefulSet":
+        return (int(status.get("readyReplicas") or 0) >= replicas
+                and status.get("updateRevision") == status.get("currentRevision"))
+    raise ValueError(f"k8s_objects cannot wait for a {kind}: Deployment, StatefulSet or Job")
+
+
+def k8s_objects_job_failure(obj: dict[str, Any] | None) -> str:
+    """Return why a settled Job failed (the reason of its ``Failed`` condition), or ``""`` when
+    a pod succeeded."""
+    if not obj or int((obj.get("status") or {}).get("succeeded") or 0) >= 1:
+        return ""
+    return _job_failed_condition(obj).get("reason") or "failed"
+
+
+def k8s_objects_failed_jobs(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the results of the wait loop (wait.yml) whose workload is a Job that failed."""
+    return [result for result in results
+            if result.get("__k8s_objects_workload", {}).get("kind") == "Job"
+            and k8s_objects_job_failure((result.get("resources") or [{}])[0])]
+
+
+class FilterModule:
+    """Ansible filters: ``k8s_objects_settled``, ``k8s_objects_job_failure``, ``k8s_objects_failed_jobs``."""
+
+    def filters(self) -> dict[str, Any]:
+        """Return the filters this module provides."""
+        return {"k8s_objects_settled": k8s_objects_settled,
+                "k8s_objects_job_failure": k8s_objects_job_failure,
+                "k8s_objects_failed_jobs": k8s_objects_failed_jobs}
