@@ -1,15 +1,23 @@
-"""Benchmark of the seek-k3s backup pipeline (not a timed test).
+"""Benchmark of the seek-k3s backup pipeline (not a timed test): ``make bench-backup``.
 
-Generates a MariaDB database of at least ``--size-gb`` GB of dump text, then measures:
+For each size of ``--sizes`` (GB of dump text) it generates a SEEK-shaped MariaDB database (see
+:func:`generate`), starts moto (S3) on loopback and measures, back to back in one run:
 
-* bare ``mysqldump > /dev/null`` wall time (the baseline),
-* the full pipeline: ``roles/backups/files/mysql-backup.sh`` (dump, compress, hash, row counts,
-  manifest) followed by ``python -m seek_backup offsite`` (age encryption, multipart upload to
-  moto, head_object verification),
-* peak RSS of the uploader (``offsite``) at two sizes,
-* restore time (``restore-mysql`` from the bucket into a fresh database).
+* the baseline: bare ``mysqldump --single-transaction > /dev/null`` with the script's flags;
+* the dump step: ``roles/backups/files/mysql-backup.sh`` (dump, zstd -T0, exact per-table row
+  counts, sha256, manifest, queue entry), all stages overlapping in one pass;
+* end to end: a watcher standing in for the backup host's systemd path unit
+  (``DirectoryNotEmpty=<root>/.offsite-queue``, polled every 50 ms) starts ``python -m
+  seek_backup offsite --no-prune`` when the queue entry appears; the clock stops when the set's
+  ``uploaded.json`` exists (age-encrypted, uploaded, plaintext sha256 matched, head_object checked);
+* restore: ``restore-mysql`` from the bucket (download, both digests, decrypt, zstd -d, mysql)
+  into a fresh database against a bare ``mysql < dump.sql`` of the same dump, uncompressed;
+* peak RSS of the largest process of each of: the dump step, the uploader, the restore;
+* the machine's load average and CPU count, and the data shape (tables, rows, bytes).
 
-Run: ``nice .venv/bin/python tools/bench_backup.py --workdir /var/tmp/seek-bench``.
+Every figure is printed as a ratio to its baseline from the same run. Results go to
+``<workdir>/results.json``. Run: ``make bench-backup`` (``BENCH_ARGS="--sizes 1.1,4.1"``) or
+``nice .venv/bin/python tools/bench_backup.py --workdir /var/tmp/seek-bench --sizes 1.1``.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
+import platform
+import statistics
+import threading
 import shutil
 import subprocess
 import sys
@@ -32,7 +42,6 @@ from typing import Any  # noqa: E402
 
 SCRIPT = ROOT / "roles" / "backups" / "files" / "mysql-backup.sh"
 DB = "seekbench"
-ROW_BYTES = 365  # measured dump bytes per generated asset row (MariaDB 10.11 mysqldump)
 
 
 def log(msg: str) -> None:
@@ -40,71 +49,123 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+WORDS = ("protein kinase assay growth curve strain sample model sbml copasi datafile investigation "
+         "study yeast ecoli metabolism flux timecourse glucose replicate control").split()
+# Small SEEK tables (names from SEEK's schema): rows each, a few hundred bytes per row at most.
+SMALL_TABLES = ("projects", "institutions", "people", "policies", "permissions", "favourite_groups",
+                "tags", "annotations", "annotation_attributes", "assay_assets", "studied_factors",
+                "sample_types", "sample_attributes", "publications", "events", "presentations",
+                "documents", "workflows", "collections", "programmes", "strains", "organisms",
+                "subscriptions", "snapshots")
+# Share of the dump bytes per big table (the rest goes to the small tables) and the measured dump
+# bytes of one generated row (MariaDB 10.11 mysqldump, --hex-blob).
+SHAPE = {"activity_logs": (0.38, 260), "assets": (0.30, 365), "samples": (0.15, 1240),
+         "content_blobs": (0.12, 24400)}
+SMALL_SHARE = 0.05
+SMALL_ROW_BYTES = 70
+
+
+def _word() -> str:
+    """SQL expression: one random word of WORDS."""
+    return "ELT(1 + FLOOR(RAND()*%d), %s)" % (len(WORDS), ",".join(f"'{w}'" for w in WORDS))
+
+
+SCHEMA = """
+CREATE TABLE assets (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, title VARCHAR(255) NOT NULL, description TEXT,
+  uuid CHAR(36) NOT NULL, contributor_id INT NOT NULL, policy_id INT, version INT NOT NULL DEFAULT 1,
+  created_at DATETIME NOT NULL, updated_at DATETIME NOT NULL, KEY (contributor_id)) ENGINE=InnoDB;
+CREATE TABLE activity_logs (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, action VARCHAR(255), activity_loggable_type VARCHAR(255),
+  activity_loggable_id INT, culprit_type VARCHAR(255), culprit_id INT, referenced_type VARCHAR(255),
+  referenced_id INT, created_at DATETIME, updated_at DATETIME, http_referer VARCHAR(255),
+  user_agent TEXT, data MEDIUMTEXT, controller_name VARCHAR(255), KEY (activity_loggable_id)) ENGINE=InnoDB;
+CREATE TABLE samples (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, title VARCHAR(255), sample_type_id INT,
+  json_metadata LONGTEXT, uuid CHAR(36), contributor_id INT, created_at DATETIME, updated_at DATETIME) ENGINE=InnoDB;
+CREATE TABLE content_blobs (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY, uuid CHAR(36), original_filename VARCHAR(255),
+  content_type VARCHAR(255), asset_id INT, data LONGBLOB, created_at DATETIME) ENGINE=InnoDB;
+CREATE TABLE sessions (id INT AUTO_INCREMENT PRIMARY KEY, session_id VARCHAR(255), data TEXT);
+CREATE TABLE empty_table (id INT PRIMARY KEY);
+""" + "".join(f"CREATE TABLE {t} (id INT PRIMARY KEY, title VARCHAR(255), description VARCHAR(255), "
+              f"owner_id INT, created_at DATETIME);\n" for t in SMALL_TABLES)
+
+ROW_SQL = {
+    "assets": (
+        "INSERT INTO assets (title, description, uuid, contributor_id, policy_id, version, created_at, updated_at) "
+        "SELECT CONCAT({w}, ' ', {w}, ' ', i), CONCAT_WS(' ', {w}, {w}, MD5(RAND()), {w}, "
+        "'It''s a \\\"quoted\\\" (text),(with) commas', {w}, SHA2(RAND(), 256), {w}, {w}, MD5(RAND()), "
+        "REPEAT({w}, 3)), UUID(), FLOOR(RAND()*5000), IF(RAND() < 0.1, NULL, FLOOR(RAND()*100000)), "
+        "1 + FLOOR(RAND()*5), NOW() - INTERVAL FLOOR(RAND()*1000) DAY, NOW() FROM seq"),
+    "activity_logs": (
+        "INSERT INTO activity_logs (action, activity_loggable_type, activity_loggable_id, culprit_type, culprit_id, "
+        "referenced_type, referenced_id, created_at, updated_at, http_referer, user_agent, data, controller_name) "
+        "SELECT ELT(1 + FLOOR(RAND()*4), 'show', 'download', 'create', 'update'), "
+        "ELT(1 + FLOOR(RAND()*4), 'DataFile', 'Sop', 'Model', 'Assay'), FLOOR(RAND()*100000), 'User', "
+        "FLOOR(RAND()*5000), 'Project', FLOOR(RAND()*200), NOW() - INTERVAL FLOOR(RAND()*1000) DAY, NOW(), "
+        "CONCAT('https://seek.example.org/data_files/', i, '?version=1'), "
+        "'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)', "
+        "IF(RAND() < 0.5, NULL, CONCAT('--- ', {w}, '\\n')), 'data_files' FROM seq"),
+    "samples": (
+        "INSERT INTO samples (title, sample_type_id, json_metadata, uuid, contributor_id, created_at, updated_at) "
+        "SELECT CONCAT({w}, ' sample ', i), FLOOR(RAND()*50), "
+        "CONCAT('{{\"name\": \"', {w}, ' (', i, ')\", \"strain\": \"', {w}, '\\\\', {w}, '\", "
+        "\"notes\": \"', REPEAT(CONCAT({w}, ' (a),(b) it''s '), 40), '\", \"hash\": \"', SHA2(RAND(), 512), "
+        "'\", \"lines\": \"a\\nb\\tc\"}}'), UUID(), FLOOR(RAND()*5000), NOW(), NOW() FROM seq"),
+    "content_blobs": (
+        "INSERT INTO content_blobs (uuid, original_filename, content_type, asset_id, data, created_at) "
+        "SELECT UUID(), CONCAT({w}, '_', i, '.xlsx'), 'application/vnd.ms-excel', FLOOR(RAND()*100000), "
+        "IF(RAND() < 0.5, RANDOM_BYTES(1024), CONCAT(RANDOM_BYTES(512), REPEAT(CONCAT({w}, ',', i, ';'), 60))), "
+        "NOW() FROM seq"),
+}
+
+
 def generate(db: MariaDB, name: str, size_gb: float) -> None:
-    """Create ``name`` with SEEK-like tables until the dump is about ``size_gb`` GB."""
+    """Create ``name`` with SEEK-shaped tables until the dump is about ``size_gb`` GB.
+
+    Many tables (the four big ones of SHAPE, SMALL_TABLES, sessions and an empty table), millions
+    of small rows (activity_logs, assets), large text (samples.json_metadata, about 1.2 kB with
+    quotes, backslashes and "),(" inside the strings) and blobs (content_blobs.data, written as hex).
+    A database that already has the expected row count is kept (generation is the slow part).
+    """
+    target = {t: int(size_gb * 1e9 * share / row) for t, (share, row) in SHAPE.items()}
     have = db.sql(f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema='{name}'").strip()
-    target_rows = int(size_gb * 1e9 / ROW_BYTES)
     if have != "0":
-        rows = int(db.sql(f"SELECT COUNT(*) FROM `{name}`.assets").strip() or 0)
-        if rows >= target_rows:
-            log(f"database {name} already has {rows} asset rows")
+        try:
+            rows = int(db.sql(f"SELECT COUNT(*) FROM `{name}`.activity_logs").strip() or 0)
+        except RuntimeError:
+            rows = -1
+        if rows == target["activity_logs"]:
+            log(f"database {name} already has the {size_gb} GB shape")
             return
         db.sql(f"DROP DATABASE `{name}`")
-    log(f"generating {target_rows} rows (~{size_gb} GB of dump) into {name}")
+    log(f"generating ~{size_gb} GB of dump into {name}: {target}")
     db.sql(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    db.sql(
-        """
-        CREATE TABLE assets (
-          id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
-          title VARCHAR(255) NOT NULL,
-          description TEXT,
-          uuid CHAR(36) NOT NULL,
-          contributor_id INT NOT NULL,
-          policy_id INT,
-          version INT NOT NULL DEFAULT 1,
-          created_at DATETIME NOT NULL,
-          updated_at DATETIME NOT NULL,
-          KEY (contributor_id)
-        ) ENGINE=InnoDB;
-        CREATE TABLE people (id INT PRIMARY KEY, first_name VARCHAR(64), last_name VARCHAR(64), email VARCHAR(128));
-        CREATE TABLE sessions (id INT AUTO_INCREMENT PRIMARY KEY, session_id VARCHAR(255), data TEXT);
-        CREATE TABLE empty_table (id INT PRIMARY KEY);
-        """,
-        name,
-    )
-    words = ("protein kinase assay growth curve strain sample model sbml copasi datafile investigation "
-             "study yeast ecoli metabolism flux timecourse glucose replicate control").split()
-    word_sql = "ELT(1 + FLOOR(RAND()*%d), %s)" % (len(words), ",".join(f"'{w}'" for w in words))
-    batch = 200_000
-    done = 0
-    while done < target_rows:
-        n = min(batch, target_rows - done)
-        db.sql(
-            f"""
-            SET SESSION max_recursive_iterations = {n + 1};
-            INSERT INTO assets (title, description, uuid, contributor_id, policy_id, version, created_at, updated_at)
-            WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < {n})
-            SELECT CONCAT({word_sql}, ' ', {word_sql}, ' ', i),
-                   CONCAT_WS(' ', {word_sql}, {word_sql}, MD5(RAND()), {word_sql}, 'It''s a \\"quoted\\" (text),(with) commas', {word_sql},
-                             SHA2(RAND(), 256), {word_sql}, {word_sql}, MD5(RAND()), REPEAT({word_sql}, 3)),
-                   UUID(), FLOOR(RAND()*5000), IF(RAND() < 0.1, NULL, FLOOR(RAND()*100000)), 1 + FLOOR(RAND()*5),
-                   NOW() - INTERVAL FLOOR(RAND()*1000) DAY, NOW()
-            FROM seq;
-            """,
-            name,
-        )
-        done += n
-        log(f"  {done}/{target_rows} rows")
-    db.sql(
-        """
-        SET SESSION max_recursive_iterations = 10000;
-        INSERT INTO people
-        WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < 5000)
-        SELECT i, CONCAT('First', i), CONCAT('Last', i), CONCAT('person', i, '@example.org') FROM seq;
-        INSERT INTO sessions (session_id, data) VALUES ('abc', 'secret session data');
-        """,
-        name,
-    )
+    db.sql(SCHEMA, name)
+    for table, total in target.items():
+        # content_blobs rows are big: RANDOM_BYTES(1024) .. x16 via a REPEAT of the blob itself
+        stmt = ROW_SQL[table].format(w=_word())
+        if table == "content_blobs":
+            stmt = stmt.replace("RANDOM_BYTES(1024)", "REPEAT(RANDOM_BYTES(1024), 16)") \
+                       .replace("RANDOM_BYTES(512)", "REPEAT(RANDOM_BYTES(512), 16)")
+        batch = 2_000 if table == "content_blobs" else 100_000
+        done = 0
+        while done < total:
+            n = min(batch, total - done)
+            db.sql(f"SET SESSION max_recursive_iterations = {n + 1}; "
+                   + stmt.replace("SELECT", f"WITH RECURSIVE seq(i) AS (SELECT {done} + 1 UNION ALL SELECT i + 1 "
+                                  f"FROM seq WHERE i < {done + n}) SELECT", 1) + ";", name)
+            done += n
+        log(f"  {table}: {total} rows")
+    per_small = int(size_gb * 1e9 * SMALL_SHARE / SMALL_ROW_BYTES / len(SMALL_TABLES))
+    for table in SMALL_TABLES:
+        db.sql(f"SET SESSION max_recursive_iterations = {per_small + 1}; INSERT INTO {table} "
+               f"WITH RECURSIVE seq(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM seq WHERE i < {per_small}) "
+               f"SELECT i, CONCAT({_word()}, ' ', i), CONCAT('(', {_word()}, '),(', i, ')'), "
+               f"FLOOR(RAND()*5000), NOW() FROM seq;", name)
+    db.sql("INSERT INTO sessions (session_id, data) VALUES ('abc', 'secret session data');", name)
+    log(f"  {len(SMALL_TABLES)} small tables: {per_small} rows each")
 
 
 def timed(cmd: list[str], env: dict[str, str] | None = None, stdout: Any = subprocess.DEVNULL,
@@ -121,126 +182,199 @@ def timed(cmd: list[str], env: dict[str, str] | None = None, stdout: Any = subpr
     return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
+def load() -> str:
+    """The 1/5/15-minute load averages, e.g. '0.52 1.10 1.31'."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+class QueueWatcher(threading.Thread):
+    """Stand-in for the systemd path unit: when ``root/.offsite-queue`` is not empty, run the
+    off-site pass (the same command the unit's service runs first) and record when it started."""
+
+    def __init__(self, root: Path, cmd: list[str], env: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.queue, self.cmd, self.env = root / ".offsite-queue", cmd, env
+        self.started_at = 0.0
+        self.result: tuple[float, float, float] | None = None
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        """Poll every 50 ms; one pass, then return."""
+        try:
+            while not self.stop.is_set():
+                if self.queue.is_dir() and any(self.queue.iterdir()):
+                    self.started_at = time.monotonic()
+                    self.result = timed(self.cmd, env=self.env)
+                    return
+                time.sleep(0.05)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+
+
+def shape(db: MariaDB, name: str) -> dict[str, Any]:
+    """Data shape: tables, the biggest tables by size, and the longest text/blob value."""
+    rows = db.sql(f"SELECT table_name, table_rows, data_length FROM information_schema.tables "
+                  f"WHERE table_schema='{name}' ORDER BY data_length DESC").strip().splitlines()
+    biggest = db.sql(f"SELECT MAX(LENGTH(data)) FROM `{name}`.content_blobs").strip()
+    longest = db.sql(f"SELECT MAX(LENGTH(json_metadata)) FROM `{name}`.samples").strip()
+    return {"tables": len(rows), "innodb_bytes": sum(int(r.split("\t")[2]) for r in rows),
+            "biggest_tables": [r.split("\t")[0] for r in rows[:4]],
+            "largest_blob_bytes": int(biggest or 0), "largest_text_bytes": int(longest or 0)}
+
+
+def bench_size(db: MariaDB, moto: Moto, work: Path, size_gb: float, comp: str, reps: int,
+               ident: Any, env: dict[str, str]) -> dict[str, Any]:
+    """All figures of one size, back to back; see the module docstring."""
+    name = "seekbench_" + str(size_gb).replace(".", "_")
+    generate(db, name, size_gb)
+    res: dict[str, Any] = {"database": name, "compression": comp, "load_before": load(), "shape": shape(db, name)}
+    flags = ["--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
+             "--default-character-set=utf8mb4", "--no-tablespaces", "--add-drop-table", "--comments", "--dump-date"]
+    base = ["mysqldump", "--no-defaults", "-h127.0.0.1", f"-P{db.port}", f"-u{db.user}", f"-p{db.password}",
+            *flags, name]
+    log(f"{name}: warm-up mysqldump | wc -c (page cache, dump size)")
+    res["dump_bytes"] = int(subprocess.run(f"{' '.join(base)} | wc -c", shell=True, capture_output=True,
+                                           text=True, check=True).stdout)
+    bucket = f"bench-{name.replace('_', '-')}"
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=moto.endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
+                      region_name="us-east-1")
+    s3.create_bucket(Bucket=bucket)
+    pairs = []
+    for rep in range(1, reps + 1):
+        t_bare, rss_bare, cpu_bare = timed(base)
+        root = work / f"root-{name}"
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        cfg = work / f"config-{name}.json"
+        cfg.write_text(json.dumps({"root": str(root), "bucket": bucket, "prefix": f"r{rep}",
+                                   "endpoint_url": moto.endpoint, "access_key_id": "bench",
+                                   "secret_access_key": "bench", "addressing_style": "path",
+                                   "recipients": [str(ident.to_public())], "identity_file": str(work / "identity.txt"),
+                                   "mysql_socket": str(db.socket), "mysql_user": "root", "spool_dir": str(work)}))
+        cfg.chmod(0o600)
+        watcher = QueueWatcher(root, [sys.executable, "-m", "seek_backup", "--config", str(cfg), "offsite",
+                                      "--no-prune"], env)
+        watcher.start()
+        t0 = time.monotonic()
+        t_dump, rss_dump, cpu_dump = timed(["bash", str(SCRIPT)], env={**env, **db.env(name), "BACKUP_ROOT": str(root),
+                                                                   "BACKUP_COMPRESSION": comp})
+        set_dir = next(root.glob("mysql/*"))
+        watcher.join(timeout=3600)
+        watcher.stop.set()
+        if watcher.error or watcher.result is None:
+            raise SystemExit(f"off-site pass failed: {watcher.error}")
+        t_end = time.monotonic()
+        if not (set_dir / "uploaded.json").exists():
+            raise SystemExit("the off-site pass left no uploaded.json")
+        t_off, rss_off, cpu_off = watcher.result
+        manifest = json.loads((set_dir / "manifest.json").read_text())
+        pair = {"bare_s": round(t_bare, 2), "bare_cpu_s": round(cpu_bare, 2), "dump_step_s": round(t_dump, 2),
+                "dump_step_cpu_s": round(cpu_dump, 2), "dump_step_ratio": round(t_dump / t_bare, 3),
+                "offsite_start_after_dump_end_s": round(watcher.started_at - (t0 + t_dump), 2),
+                "offsite_s": round(t_off, 2), "offsite_cpu_s": round(cpu_off, 2),
+                "end_to_end_s": round(t_end - t0, 2), "end_to_end_ratio": round((t_end - t0) / t_bare, 3),
+                "peak_rss_mib": {"dump_step": round(rss_dump, 1), "uploader": round(rss_off, 1),
+                                 "bare_mysqldump": round(rss_bare, 1)},
+                "artifact_bytes": manifest["artifact"]["size"], "load": load()}
+        log(f"{name} run {rep}: {pair}")
+        pairs.append(pair)
+    res["runs"] = pairs
+    res["rows"] = manifest["mysql"]["tables"]
+    res["dump_step_ratio"] = round(statistics.median(p["dump_step_ratio"] for p in pairs), 3)
+    res["end_to_end_ratio"] = round(statistics.median(p["end_to_end_ratio"] for p in pairs), 3)
+    # restore from the bucket (the last run's set) against a bare `mysql < dump.sql`
+    art = set_dir / manifest["artifact"]["name"]
+    plain = work / f"{name}.sql"
+    subprocess.run(f"{restore_cmd(art)} > {plain}", shell=True, check=True)
+    db.sql(f"DROP DATABASE IF EXISTS {name}_bare; CREATE DATABASE {name}_bare")
+    log(f"{name}: bare mysql < dump.sql")
+    t_bare_restore, _, _ = timed(f"mysql --no-defaults --socket={db.socket} -uroot --max-allowed-packet=1G "
+                                 f"{name}_bare < {plain}", env=env, shell=True)
+    db.sql(f"DROP DATABASE IF EXISTS {name}_bare")
+    plain.unlink()
+    log(f"{name}: restore-mysql from the bucket")
+    t_restore, rss_restore, _ = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "restore-mysql",
+                                       "--database", f"{name}_restored", "--seek-image", "fairdom/seek:1.18.1",
+                                       "--allow-seek-upgrade"], env=env)
+    db.sql(f"DROP DATABASE IF EXISTS {name}_restored")
+    res.update({"bare_restore_s": round(t_bare_restore, 2), "restore_s": round(t_restore, 2),
+                "restore_ratio": round(t_restore / t_bare_restore, 3),
+                "restore_peak_rss_mib": round(rss_restore, 1), "load_after": load()})
+    shutil.rmtree(work / f"root-{name}", ignore_errors=True)
+    return res
+
+
 def restore_cmd(art: Path) -> str:
     """Shell command that writes the plain dump of ``art`` to stdout."""
     return f"{'zstd -dcq' if art.suffix == '.zst' else 'gzip -dc'} {art}"
 
 
+TARGETS = {"dump_step_ratio": 1.15, "end_to_end_ratio": 1.4, "restore_ratio": 1.5}
+
+
+def report(results: dict[str, Any]) -> str:
+    """Markdown table of every figure against its target."""
+    lines = [f"machine: {results['cpus']} CPUs ({results['cpu']}), load average at start {results['load_start']}, "
+             f"at end {results['load_end']}", "",
+             "| dump | rows | tables | bare mysqldump | dump step (target ≤ 1.15) | off-site start after the "
+             "manifest | end to end (≤ 1.4) | bare `mysql <` | restore from the bucket (≤ 1.5) | peak RSS: dump "
+             "step / uploader / restore (< 200 MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for size in results["sizes"]:
+        r = results[size]
+        runs = r["runs"]
+        best = min(runs, key=lambda x: x["dump_step_ratio"])
+        lines.append(
+            f"| {r['dump_bytes'] / 1e9:.2f} GB | {sum(r['rows'].values()):,} | {r['shape']['tables']} | "
+            f"{best['bare_s']} s | {' / '.join(str(x['dump_step_ratio']) for x in runs)} "
+            f"({' / '.join(str(x['dump_step_s']) for x in runs)} s) | "
+            f"{' / '.join(str(x['offsite_start_after_dump_end_s']) for x in runs)} s | "
+            f"{' / '.join(str(x['end_to_end_ratio']) for x in runs)} ({' / '.join(str(x['end_to_end_s']) for x in runs)} s) | "
+            f"{r['bare_restore_s']} s | {r['restore_ratio']} ({r['restore_s']} s) | "
+            f"{max(x['peak_rss_mib']['dump_step'] for x in runs)} / {max(x['peak_rss_mib']['uploader'] for x in runs)} / "
+            f"{r['restore_peak_rss_mib']} MiB |")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    """Generate, measure, print a table and write results.json."""
+    """Generate, measure every size, print the table and write results.json."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--workdir", default="/var/tmp/seek-bench")
-    ap.add_argument("--size-gb", type=float, default=1.1)
-    ap.add_argument("--small-fraction", type=float, default=0.1, help="second size for the RSS check")
-    ap.add_argument("--compressions", default="gzip,zstd")
+    ap.add_argument("--sizes", default="1.1", help="comma-separated GB of dump text, e.g. 1.1,4.1")
+    ap.add_argument("--compression", default="zstd", choices=("zstd", "gzip"))
+    ap.add_argument("--reps", type=int, default=2, help="back-to-back bare/pipeline pairs per size")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     db = MariaDB(work / "mariadb", extra_args=["--innodb-buffer-pool-size=2G", "--innodb-log-file-size=512M"])
     db.start()
     moto = Moto().start(work)
-    results: dict[str, Any] = {"size_gb_target": args.size_gb}
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.machine())
+    results: dict[str, Any] = {"sizes": sizes, "cpus": os.cpu_count(), "cpu": cpu, "load_start": load(),
+                               "mariadb": db.sql("SELECT VERSION()").strip()}
     try:
-        generate(db, DB, args.size_gb)
-        small = f"{DB}_small"
-        small_rows = int(int(db.sql(f"SELECT COUNT(*) FROM `{DB}`.assets").strip()) * args.small_fraction)
-        db.sql(f"DROP DATABASE IF EXISTS `{small}`; CREATE DATABASE `{small}`;"
-               f"CREATE TABLE `{small}`.assets LIKE `{DB}`.assets;"
-               f"INSERT INTO `{small}`.assets SELECT * FROM `{DB}`.assets LIMIT {small_rows};")
-        import boto3
         from pyrage import x25519
 
-        s3 = boto3.client("s3", endpoint_url=moto.endpoint, aws_access_key_id="bench", aws_secret_access_key="bench",
-                          region_name="us-east-1")
-        s3.create_bucket(Bucket="bench")
         ident = x25519.Identity.generate()
         (work / "identity.txt").write_text(f"{ident}\n")
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL", "SEEK_BACKUP_", "AWS_"))}
+        (work / "identity.txt").chmod(0o600)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL", "SEEK_BACKUP_", "AWS_", "BACKUP_"))}
         env = {**clean, "PYTHONPATH": str(ROOT / "tools")}
-        dump_env = {**env, **db.env(DB)}
-        flags = ["--single-transaction", "--quick", "--routines", "--triggers", "--events", "--hex-blob",
-                 "--default-character-set=utf8mb4", "--no-tablespaces"]
-        base = ["mysqldump", "--no-defaults", "-h127.0.0.1", f"-P{db.port}", f"-u{db.user}", f"-p{db.password}",
-                *flags, DB]
-        log("baseline: warm-up mysqldump > /dev/null")
-        timed(base)
-        dump_bytes = int(subprocess.run(f"{' '.join(base)} | wc -c", shell=True, capture_output=True,
-                                        text=True, check=True).stdout)
-        results["dump_bytes"] = dump_bytes
-        runs = [timed(base) for _ in range(2)]
-        baseline = min(r[0] for r in runs)
-        results["baseline_mysqldump_s"] = round(baseline, 2)
-        results["baseline_mysqldump_cpu_s"] = round(min(r[2] for r in runs), 2)
-        log(f"baseline: {baseline:.1f}s for {dump_bytes / 1e9:.2f} GB of dump")
-
-        def config(root: Path, prefix: str) -> Path:
-            cfg = work / f"config-{prefix}.json"
-            cfg.write_text(json.dumps({"root": str(root), "bucket": "bench", "prefix": prefix,
-                                       "endpoint_url": moto.endpoint, "access_key_id": "bench",
-                                       "secret_access_key": "bench", "addressing_style": "path",
-                                       "recipients": [str(ident.to_public())], "identity_file": str(work / "identity.txt"),
-                                       "mysql_socket": str(db.socket), "mysql_user": "root"}))
-            cfg.chmod(0o600)
-            return cfg
-
-        for comp in args.compressions.split(","):
-            root = work / f"root-{comp}"
-            shutil.rmtree(root, ignore_errors=True)
-            cfg = config(root, comp)
-            log(f"pipeline ({comp}): mysql-backup.sh")
-            t_dump, _, cpu_dump = timed(["bash", str(SCRIPT)], env={**dump_env, "BACKUP_ROOT": str(root),
-                                                          "BACKUP_COMPRESSION": comp})
-            log(f"pipeline ({comp}): offsite (encrypt, multipart upload, head_object verify)")
-            t_off, rss_big, cpu_off = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "offsite", "--no-prune"],
-                                   env=env)
-            art = next(root.glob("mysql/*/mysql.sql.*"))
-            entry = {"dump_script_s": round(t_dump, 2), "offsite_s": round(t_off, 2),
-                     "pipeline_s": round(t_dump + t_off, 2), "ratio": round((t_dump + t_off) / baseline, 2),
-                     "artifact_bytes": art.stat().st_size, "uploader_peak_rss_mib_big": round(rss_big, 1),
-                     "dump_script_cpu_s": round(cpu_dump, 2), "offsite_cpu_s": round(cpu_off, 2)}
-            log(f"  {entry}")
-            # second, smaller size for the memory check
-            root_s = work / f"root-{comp}-small"
-            shutil.rmtree(root_s, ignore_errors=True)
-            cfg_s = config(root_s, f"{comp}-small")
-            timed(["bash", str(SCRIPT)], env={**env, **db.env(small), "BACKUP_ROOT": str(root_s),
-                                              "BACKUP_COMPRESSION": comp})
-            _, rss_small, _ = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg_s), "offsite", "--no-prune"],
-                                 env=env)
-            entry["artifact_bytes_small"] = next(root_s.glob("mysql/*/mysql.sql.*")).stat().st_size
-            entry["uploader_peak_rss_mib_small"] = round(rss_small, 1)
-            log(f"restore ({comp}): restore-mysql from the bucket into a fresh database")
-            t_restore, rss_restore, _ = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "restore-mysql",
-                                            "--database", "seekbench_restored"], env=env)
-            entry["restore_s"] = round(t_restore, 2)
-            entry["restore_peak_rss_mib"] = round(rss_restore, 1)
-            db.sql("DROP DATABASE IF EXISTS seekbench_restored")
-            if comp == args.compressions.split(",")[0]:
-                log(f"bare restore ({comp}): decompress the local file straight into mysql")
-                db.sql("CREATE DATABASE seekbench_bare")
-                bare = (f"{restore_cmd(art)} | mysql --no-defaults --socket={db.socket} -uroot "
-                        "--max-allowed-packet=1G seekbench_bare")
-                entry["bare_restore_s"] = round(timed(bare, env=env, shell=True)[0], 2)
-                db.sql("DROP DATABASE IF EXISTS seekbench_bare")
-            results[comp] = entry
-            log(f"  {entry}")
+        for size in sizes:
+            results[size] = bench_size(db, moto, work, float(size), args.compression, args.reps, ident, env)
+            (work / "results.json").write_text(json.dumps(results, indent=2))
     finally:
         moto.stop()
         db.stop()
+    results["load_end"] = load()
     (work / "results.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
-    print("\n| compression | dump script (CPU) | offsite (CPU) | pipeline / bare mysqldump | artifact | "
-          "uploader peak RSS (small / big artifact) | restore from bucket |")
-    print("|---|---|---|---|---|---|---|")
-    for comp in args.compressions.split(","):
-        e = results[comp]
-        print(f"| {comp} | {e['dump_script_s']} s ({e['dump_script_cpu_s']} s) | {e['offsite_s']} s "
-              f"({e['offsite_cpu_s']} s) | {e['ratio']} | {e['artifact_bytes'] / 1e6:.0f} MB | "
-              f"{e['uploader_peak_rss_mib_small']} MiB ({e['artifact_bytes_small'] / 1e6:.0f} MB) / "
-              f"{e['uploader_peak_rss_mib_big']} MiB ({e['artifact_bytes'] / 1e6:.0f} MB) | {e['restore_s']} s"
-              + (f" (bare `{comp} -d | mysql`: {e['bare_restore_s']} s)" if "bare_restore_s" in e else "") + " |")
-    print(f"\nbare mysqldump > /dev/null: {results['baseline_mysqldump_s']} s "
-          f"(CPU {results['baseline_mysqldump_cpu_s']} s) for {results['dump_bytes'] / 1e9:.2f} GB")
+    print()
+    print(report(results))
 
 
 if __name__ == "__main__":

@@ -75,12 +75,12 @@ def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, too
     run_tool(tool_config, "offsite")
     assert (set_dir / "uploaded.json").exists()
     keys = {o["Key"]: o for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
-    art_key = f"seek/mysql/{set_dir.name}/mysql.sql.gz.age"
+    art_key = f"seek/mysql/{set_dir.name}/mysql.sql.zst.age"
     assert set(keys) == {art_key, f"seek/mysql/{set_dir.name}/manifest.json.age"}
     head = s3.head_object(Bucket=bucket, Key=art_key)
     assert head["Metadata"]["plaintext-sha256"] == manifest["artifact"]["sha256"]
     assert int(head["Metadata"]["ciphertext-size"]) == head["ContentLength"]
-    # the bucket cannot read the backup: the object is age ciphertext, not gzip
+    # the bucket cannot read the backup: the object is age ciphertext, not zstd (the default)
     body = s3.get_object(Bucket=bucket, Key=art_key)["Body"].read()
     assert body.startswith(b"age-encryption.org/v1\n") and b"alice" not in body
 
@@ -89,8 +89,8 @@ def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, too
     assert "FAILED" not in verify.stdout and "ok (downloaded and hashed)" in verify.stdout
 
     fetched = run_tool(tool_config, "fetch", "--kind", "mysql", "--dest", str(tmp_path / "fetched")).stdout.strip()
-    fetched_art = Path(fetched) / "mysql.sql.gz"
-    assert fetched_art.read_bytes() == (set_dir / "mysql.sql.gz").read_bytes()
+    fetched_art = Path(fetched) / "mysql.sql.zst"
+    assert fetched_art.read_bytes() == (set_dir / "mysql.sql.zst").read_bytes()
 
     before = mariadb.checksums("seek_rt")
     run_tool(tool_config, "restore-mysql", "--database", "seek_rt_restored", "--seek-image", "fairdom/seek:1.18.1",
@@ -107,12 +107,13 @@ def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, too
     assert "seek_drill" not in mariadb.sql("SHOW DATABASES")
 
 
-def test_zstd_set_round_trip_through_local_restore(mariadb, tool_config, tmp_path):
-    """The faster zstd compression produces a set the restore helpers load as well."""
+def test_gzip_set_round_trip_through_local_restore(mariadb, tool_config, tmp_path):
+    """BACKUP_COMPRESSION=gzip (the default is zstd) produces a set the restore helpers load as well."""
     seed(mariadb, "seek_zst")
     root = Path(json.loads(tool_config.read_text())["root"])
-    set_dir = dump(mariadb, "seek_zst", root, BACKUP_COMPRESSION="zstd")
-    assert (set_dir / "mysql.sql.zst").exists()
+    set_dir = dump(mariadb, "seek_zst", root, BACKUP_COMPRESSION="gzip")
+    assert (set_dir / "mysql.sql.gz").exists()
+    assert json.loads((set_dir / "manifest.json").read_text())["artifact"]["compression"] == "gzip"
     run_tool(tool_config, "restore-mysql", "--local", "--database", "seek_zst_restored", "--seek-image",
              "fairdom/seek:1.18.1", "--allow-seek-upgrade", env=tool_env(mariadb))
     assert mariadb.checksums("seek_zst")["users"] == mariadb.checksums("seek_zst_restored")["users"]
@@ -146,7 +147,7 @@ def _start_slow_dump(db: MariaDB, root: Path) -> subprocess.Popen:
     proc = subprocess.Popen(["bash", str(FILES / "mysql-backup.sh")], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        parts = list(root.glob("mysql/*/mysql.sql.gz.part"))
+        parts = list(root.glob("mysql/*/mysql.sql.*.part"))
         if parts and parts[0].stat().st_size > 0:
             return proc
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
@@ -211,7 +212,7 @@ def test_corrupted_object_detected_by_verify_and_drill(mariadb, tool_config, s3,
     run_tool(tool_config, "offsite")
     run_tool(tool_config, "drill", env=tool_env(mariadb))  # sound before the corruption
 
-    key = f"seek/mysql/{set_dir.name}/mysql.sql.gz.age"
+    key = f"seek/mysql/{set_dir.name}/mysql.sql.zst.age"
     obj = s3.get_object(Bucket=bucket, Key=key)
     data = bytearray(obj["Body"].read())
     data[len(data) // 2] ^= 0x01

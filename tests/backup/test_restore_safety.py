@@ -34,7 +34,7 @@ def _target(db: MariaDB, name: str) -> dict[str, str]:
 def _uploaded_set(db: MariaDB, tool_config: Path, name: str, image: str = IMAGE) -> Path:
     seed(db, name, bulk_rows=2000)
     root = Path(json.loads(tool_config.read_text())["root"])
-    set_dir = dump(db, name, root, SEEK_IMAGE=image)
+    set_dir = dump(db, name, root, SEEK_IMAGE=image, BACKUP_COMPRESSION="gzip")
     run_tool(tool_config, "offsite")
     return set_dir
 
@@ -145,7 +145,7 @@ def test_load_error_is_one_line_without_row_data(mariadb, tool_config):
     statement; the tool prints one line cut before the quote."""
     seed(mariadb, "seek_bad")
     root = Path(json.loads(tool_config.read_text())["root"])
-    set_dir = dump(mariadb, "seek_bad", root, SEEK_IMAGE=IMAGE)
+    set_dir = dump(mariadb, "seek_bad", root, SEEK_IMAGE=IMAGE, BACKUP_COMPRESSION="gzip")
     sql = gzip.decompress((set_dir / "mysql.sql.gz").read_bytes())
     sql = sql.replace(b"INSERT INTO `users` VALUES", b"INSERT INTO `users` VALUEZ", 1)
     art = gzip.compress(sql)

@@ -56,7 +56,7 @@ IMAGE = "fairdom/seek:1.18.1"
 
 def dump(db: MariaDB, root: Path, stamp: str | None = None, image: str = IMAGE) -> Path:
     """Run the producer script: one complete MySQL set under ``root``; return its directory."""
-    env = {**os.environ, **db.env(DB), "BACKUP_ROOT": str(root), "SEEK_IMAGE": image}
+    env = {**os.environ, **db.env(DB), "BACKUP_ROOT": str(root), "SEEK_IMAGE": image, "BACKUP_COMPRESSION": "gzip"}
     env["MYSQL_USER"], env["MYSQL_PASSWORD"] = db.user, db.password
     if stamp:
         env["BACKUP_STAMP"] = stamp

@@ -217,28 +217,78 @@ def newest_verified(store: Store, sets: list[RemoteSet], cfg: Config,
 
 
 # ---- commands -----------------------------------------------------------------------------------
+QUEUE_DIR = ".offsite-queue"
+MAX_ROUNDS = 10
+
+
+def take_queue(root: Path) -> list[str]:
+    """Remove and return the entries of ``<root>/.offsite-queue``.
+
+    The producer scripts create an empty ``<kind>-<stamp>`` file there once a set's manifest is in
+    place; the backup host's systemd path unit (``DirectoryNotEmpty=``) starts the off-site pass
+    when one appears. Entries are only wake-up calls: the pass always scans every set, so an entry
+    that cannot be removed (or a missing directory) costs nothing but a warning.
+    """
+    queue = root / QUEUE_DIR
+    taken: list[str] = []
+    try:
+        entries = sorted(queue.iterdir())
+    except FileNotFoundError:
+        return taken
+    except OSError as exc:
+        log(f"warning: cannot read {queue}: {exc.strerror}")
+        return taken
+    for entry in entries:
+        try:
+            entry.unlink()
+            taken.append(entry.name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log(f"warning: cannot remove {entry}: {exc.strerror}")
+    return taken
+
+
 def cmd_offsite(cfg: Config, args: argparse.Namespace) -> int:
-    """Upload every complete, not yet uploaded local set; then prune."""
+    """Upload every complete, not yet uploaded local set; then prune.
+
+    Sets queued while a round runs (a wake-up entry appears during the upload) are picked up by
+    another round of the same pass, at most MAX_ROUNDS rounds.
+    """
     store = Store(cfg)
     recipients = crypto.load_recipients(config_mod.recipients(cfg))
     store.check_access()
     failures = 0
     root = Path(cfg.root)
-    for local in layout.local_sets(root, args.kind):
-        if local.uploaded():
-            continue
-        if not local.is_complete():
-            log(f"skipping incomplete set {local.path} (no valid manifest.json or artifact size differs)")
-            continue
+    failed: set[str] = set()
+    for round_no in range(1, MAX_ROUNDS + 1):
+        woken = take_queue(root)
+        if woken:
+            log(f"queued: {', '.join(woken)}")
+        for local in layout.local_sets(root, args.kind):
+            if local.uploaded() or str(local.path) in failed:
+                continue
+            if not local.is_complete():
+                if round_no == 1:
+                    log(f"skipping incomplete set {local.path} (no valid manifest.json or artifact size differs)")
+                continue
+            try:
+                record = store.upload_set(local, recipients, log)
+                local.mark_uploaded(record)
+            except (BackupError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+                err = translate(exc, cfg) if not isinstance(exc, BackupError) else exc
+                if isinstance(exc, botocore.exceptions.BotoCoreError) or err.exit_code == 3:
+                    raise err from None
+                log(f"FAILED {local.kind}/{local.stamp}: {err}")
+                failed.add(str(local.path))
+                failures += 1
         try:
-            record = store.upload_set(local, recipients, log)
-            local.mark_uploaded(record)
-        except (BackupError, botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
-            err = translate(exc, cfg) if not isinstance(exc, BackupError) else exc
-            if isinstance(exc, botocore.exceptions.BotoCoreError) or err.exit_code == 3:
-                raise err from None
-            log(f"FAILED {local.kind}/{local.stamp}: {err}")
-            failures += 1
+            more = any((root / QUEUE_DIR).iterdir())
+        except OSError:
+            more = False
+        if not more:
+            break
+        log("more sets were queued during this round: next round")
     if not args.no_prune:
         cmd_prune(cfg, argparse.Namespace(kind=args.kind, dry_run=False, where="both"))
     return EXIT_FAILED if failures else 0

@@ -12,7 +12,8 @@
 #   backup_traps              the cleanup on EXIT (removes a partial set) and exit 143 on INT TERM HUP
 #   backup_make_set           creates SET_DIR (fails if it already exists)
 #   ... write the artifact and SET_DIR/manifest.json.tmp ...
-#   backup_publish [FILE...]  syncs, moves manifest.json into place (written last), sets DONE=1
+#   backup_publish [FILE...]  syncs, moves manifest.json into place (written last), sets DONE=1,
+#                             then queues the set for the off-site copy (backup_queue_offsite)
 
 log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$BACKUP_LOG_NAME" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -34,6 +35,7 @@ backup_init() {
     [0-9][0-9][0-9][0-9][0-1][0-9][0-3][0-9]T[0-2][0-9][0-5][0-9][0-5][0-9]Z) ;;
     *) die "BACKUP_STAMP '$STAMP' is not YYYYMMDDTHHMMSSZ" ;;
   esac
+  BACKUP_KIND=$2
   SET_DIR="$BACKUP_ROOT/$2/$STAMP"
   SET_CREATED=
   DONE=0
@@ -91,4 +93,21 @@ backup_publish() {
   fi
   mv -- "$SET_DIR/manifest.json.tmp" "$SET_DIR/manifest.json"
   DONE=1
+  backup_queue_offsite
+}
+
+# Wake the off-site copy: an empty file <root>/.offsite-queue/<kind>-<stamp>, created only after the
+# manifest is in place. The backup host's systemd path unit (DirectoryNotEmpty= on that directory,
+# role backup_host) starts the off-site pass at once, and the pass removes the entries it has seen
+# before it looks for complete sets. The set itself is already complete and valid: if the entry
+# cannot be written, the pass at the next timer tick ships the set, so this only warns.
+# BACKUP_OFFSITE_QUEUE overrides the directory; an empty value turns the wake-up off.
+backup_queue_offsite() {
+  _queue="${BACKUP_OFFSITE_QUEUE-$BACKUP_ROOT/.offsite-queue}"
+  [ -n "$_queue" ] || return 0
+  if mkdir -p -- "$_queue" 2>/dev/null && : > "$_queue/$BACKUP_KIND-$STAMP" 2>/dev/null; then
+    log "queued $BACKUP_KIND/$STAMP for the off-site copy"
+  else
+    log "warning: cannot write $_queue/$BACKUP_KIND-$STAMP: the set goes off-site at the next timer run"
+  fi
 }

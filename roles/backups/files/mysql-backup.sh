@@ -9,11 +9,13 @@
 #
 # Row counts in the manifest are exact for the dumped snapshot: they are counted from the dump
 # stream itself (tee into grep and tr/sed, summed by awk per statement), so they describe exactly
-# what the file contains.
+# what the file contains. One pass, every stage at once: mysqldump | tee (row counter) | zstd -T0 |
+# tee (sha256) > file; nothing is read twice and no temporary copy of the dump is written.
 #
 # Environment:
 #   MYSQL_HOST               server host (default: mysql)
 #   MYSQL_PORT               server port (default: 3306)
+#   MYSQL_SSL_CA             CA certificate of an external server: TLS on, certificate verified (default: none)
 #   MYSQL_USER               user (required)
 #   MYSQL_PASSWORD           password (required; from a Secret env, never on the command line)
 #   MYSQL_DATABASE           database to dump (required)
@@ -24,14 +26,18 @@
 #   AWK                      awk that sums the row counts (default: mawk when installed, else awk)
 #   BACKUP_ROOT              backup volume root (default: /var/backups/seek-k3s)
 #   BACKUP_SOURCE            free text recorded as "source" (default: mysql://HOST:PORT/DATABASE)
-#   BACKUP_COMPRESSION       gzip | zstd (default: gzip; zstd is faster, both are in mysql:8.4)
+#   BACKUP_COMPRESSION       zstd | gzip (default: zstd, all cores; both are in mysql:8.4)
 #   BACKUP_COMPRESSION_LEVEL compression level (default: 1)
+#   BACKUP_OFFSITE_QUEUE     where the set is queued for the off-site copy once complete
+#                            (default: BACKUP_ROOT/.offsite-queue; empty: not queued)
 #   SEEK_IMAGE               SEEK image the data belongs to, recorded as "seek_image" (default: none)
 #   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ (tests, re-runs)
 #   TMPDIR                   where the client option file with the password lives (default: /tmp)
 #
-# Needs: bash, mysqldump + mysql (MySQL 8.4 or MariaDB), grep, tr, sed, awk, gzip or zstd, openssl
-# or sha256sum, mkfifo; backup-lib.sh next to it.
+# Needs: bash, mysqldump + mysql (MySQL 8.4 or MariaDB), grep, tr, sed, awk, tee, zstd or gzip,
+# openssl or sha256sum, mkfifo; backup-lib.sh next to it. The mysql:8.4 image installs zstd, gzip
+# and openssl on purpose (docker-library/mysql, 8.4/Dockerfile.oracle: microdnf install bzip2 gzip
+# openssl xz zstd findutils); the rest comes with its oraclelinux:9-slim base.
 # MySQL-only mysqldump flags are added only when the client is MySQL's (see "flavour" below).
 set -euo pipefail
 umask 077
@@ -50,7 +56,7 @@ if [ -z "${AWK:-}" ]; then
 fi
 : "${BACKUP_ROOT:=/var/backups/seek-k3s}"
 : "${BACKUP_SOURCE:=mysql://${MYSQL_HOST}:${MYSQL_PORT}/${MYSQL_DATABASE}}"
-: "${BACKUP_COMPRESSION:=gzip}"
+: "${BACKUP_COMPRESSION:=zstd}"
 
 # log, die, json_str, the stamp check, compression choice, the set directory and its cleanup trap
 # shellcheck source-path=SCRIPTDIR source=backup-lib.sh
@@ -74,12 +80,15 @@ backup_traps
 OPTS="$WORK/client.cnf"
 printf '[client]\nhost=%s\nport=%s\nuser=%s\npassword="%s"\n' \
   "$MYSQL_HOST" "$MYSQL_PORT" "$MYSQL_USER" "$(printf '%s' "$MYSQL_PASSWORD" | sed 's/\\/\\\\/g; s/"/\\"/g')" > "$OPTS"
+# TLS: MySQL's client verifies with ssl-mode, MariaDB's with ssl-verify-server-cert; loose- lets
+# each ignore the other's option.
+[ -z "${MYSQL_SSL_CA:-}" ] || printf 'ssl-ca=%s\nloose-ssl-mode=VERIFY_IDENTITY\nloose-ssl-verify-server-cert\n' \
+  "$MYSQL_SSL_CA" >> "$OPTS"
 unset MYSQL_PASSWORD MYSQL_PWD
 
-# openssl (in mysql:8.4) hashes several times faster than coreutils sha256sum
-sha256() {
-  if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r "$1" | cut -d' ' -f1
-  else sha256sum "$1" | cut -d' ' -f1; fi
+# sha256 of stdin, hex only; openssl (in mysql:8.4) hashes several times faster than sha256sum
+sha256_stdin() {
+  if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r; else sha256sum; fi
 }
 sql() { "$MYSQL_CLIENT" --defaults-extra-file="$OPTS" --protocol=TCP -N -B -e "$1"; }
 
@@ -142,7 +151,7 @@ FILENAME == ARGV[1] {
   next
 }
 FNR in start { cur = start[FNR]; inins = 1 }
-inins { rows[cur] += gsub(/\(/, ""); if (index($0, ";")) inins = 0 }
+inins { if (index($0, ";")) { inins = 0; rows[cur] += gsub(/\(/, "") } else if ($0 ~ /^\(*$/) rows[cur] += length($0); else rows[cur] += gsub(/\(/, "") }
 END {
   if (!trailer || trailer != FNR) { print "NO_TRAILER"; exit 3 }
   printf "{"
@@ -150,7 +159,7 @@ END {
   print "}"
 }'
 
-mkfifo "$WORK/lines" "$WORK/reduce"
+mkfifo "$WORK/lines" "$WORK/reduce" "$WORK/hash"
 # shellcheck disable=SC2016  # backticks of the dump, not a command substitution
 LC_ALL=C grep -n -o -E '^(INSERT INTO `[^`]*`|CREATE TABLE `[^`]*`|-- Dump completed)' \
   < "$WORK/lines" > "$WORK/statements" &
@@ -165,6 +174,14 @@ PIDS+=("$LINES_PID")
 ) &
 REDUCE_PID=$!
 PIDS+=("$REDUCE_PID")
+# sha256 of the compressed bytes as they are written (the artifact is never read back)
+(
+  set +e
+  sha256_stdin < "$WORK/hash" > "$WORK/sha256"
+  echo "$?" > "$WORK/hash.status"
+) &
+HASH_PID=$!
+PIDS+=("$HASH_PID")
 
 log "dumping $MYSQL_DATABASE to $SET_DIR/$ARTIFACT ($BACKUP_COMPRESSION)"
 # The pipe runs as a background job in its own process group (set -m) so that a signal to this
@@ -179,7 +196,7 @@ set -m
         "${DUMP_ARGS[@]}" "$MYSQL_DATABASE" "${EXCLUDED[@]}" || exit 11
     fi
     "$MYSQLDUMP" --defaults-extra-file="$OPTS" --protocol=TCP "${DUMP_ARGS[@]}" "$MYSQL_DATABASE" || exit 12
-  } | tee "$WORK/lines" "$WORK/reduce" | compress > "$PART"
+  } | tee "$WORK/lines" "$WORK/reduce" | compress | tee "$WORK/hash" > "$PART"
   echo "${PIPESTATUS[*]}" > "$WORK/status"
 ) &
 PIPE_PID=$!
@@ -188,6 +205,7 @@ PIDS+=("-$PIPE_PID")
 wait "$PIPE_PID" || true
 wait "$LINES_PID" && LINES_RC=0 || LINES_RC=$?
 wait "$REDUCE_PID" || true
+wait "$HASH_PID" || true
 PIDS=()
 
 [ -s "$WORK/status" ] || die "dump pipe did not finish"
@@ -195,13 +213,17 @@ read -r -a STATUS < "$WORK/status"
 [ "${STATUS[0]}" = 0 ] || die "mysqldump failed (status ${STATUS[0]})"
 [ "${STATUS[1]}" = 0 ] || die "tee failed (status ${STATUS[1]})"
 [ "${STATUS[2]}" = 0 ] || die "$BACKUP_COMPRESSION failed (status ${STATUS[2]})"
+[ "${STATUS[3]}" = 0 ] || die "writing $PART failed (status ${STATUS[3]})"
+[ "$(cat "$WORK/hash.status" 2>/dev/null)" = 0 ] || die "sha256 of the artifact failed"
 [ "$LINES_RC" -le 1 ] || die "row counter (grep) failed (status $LINES_RC)"
 [ "$(cat "$WORK/reduce.status" 2>/dev/null)" = "0 0 0" ] || die "row counter (tr/sed) failed"
 LC_ALL=C "$AWK" "$COUNTER" "$WORK/statements" "$WORK/reduced" > "$WORK/rows.json" && COUNTER_RC=0 || COUNTER_RC=$?
 [ "$COUNTER_RC" = 0 ] || die "dump has no '-- Dump completed' trailer (row counter status $COUNTER_RC)"
 
 SIZE="$(stat -c %s "$PART")"
-SHA="$(sha256 "$PART")"
+SHA="$(cut -c1-64 "$WORK/sha256")"
+case "$SHA" in *[!0-9a-f]*|'') die "sha256 of the artifact is not a hex digest" ;; esac
+[ "${#SHA}" = 64 ] || die "sha256 of the artifact is not a hex digest"
 ROWS="$(cat "$WORK/rows.json")"
 mv -- "$PART" "$SET_DIR/$ARTIFACT"
 
