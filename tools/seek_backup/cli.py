@@ -255,14 +255,18 @@ def cmd_offsite(cfg: Config, args: argparse.Namespace) -> int:
     Sets queued while a round runs (a wake-up entry appears during the upload) are picked up by
     another round of the same pass, at most MAX_ROUNDS rounds.
     """
+    root = Path(cfg.root)
+    # The queue is emptied first, whatever happens next: a pass that fails (endpoint down, bad
+    # configuration) must not make the path unit start it again at once; the timer retries.
+    woken = take_queue(root)
     store = Store(cfg)
     recipients = crypto.load_recipients(config_mod.recipients(cfg))
     store.check_access()
     failures = 0
-    root = Path(cfg.root)
     failed: set[str] = set()
     for round_no in range(1, MAX_ROUNDS + 1):
-        woken = take_queue(root)
+        if round_no > 1:
+            woken = take_queue(root)
         if woken:
             log(f"queued: {', '.join(woken)}")
         for local in layout.local_sets(root, args.kind):
