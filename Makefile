@@ -34,3 +34,12 @@ lab-site: setup
 
 lab-down:
 	scripts/local-lab.sh down
+
+# Backup pipeline benchmark (tools/bench_backup.py; figures in docs/backups.md, "Performance"):
+# generates SEEK-shaped MariaDB data, runs bare mysqldump, the dump step, the off-site copy to moto
+# and a restore back to back, and prints every figure as a ratio. Needs the packages of
+# tests/host-packages.txt (mariadb-server, zstd). E.g. make bench-backup BENCH_ARGS="--sizes 1.1,4.1"
+BENCH_ARGS ?= --sizes 1.1
+.PHONY: bench-backup
+bench-backup: setup
+	nice $(VENV)/bin/python tools/bench_backup.py --workdir /var/tmp/seek-bench $(BENCH_ARGS)
