@@ -2,14 +2,14 @@
 #   make setup    Python tools (.venv) pinned in requirements.txt; then run the platform with
 #                 .venv/bin/ansible-playbook playbooks/site.yml -i inventories/lab
 #   make test     everything CI runs (installs what it needs: Debian packages, Docker, image)
-# and helpers for the local lab (systemd containers on your own Docker):
-#   make lab-up / make lab-site / make lab-down
+# and the local lab (privileged systemd containers on your own Docker, or QEMU guests):
+#   make lab  (= check, setup, lab-up, lab-site)   make lab-up [LAB=docker|vm] / lab-site / lab-down
 
 PYTHON ?= python3.11
 VENV   ?= .venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup test lint lab-up lab-site lab-down
+.PHONY: setup test lint lab lab-check lab-up lab-site lab-down
 
 setup: $(VENV)/.installed
 
@@ -26,11 +26,24 @@ lint: setup
 	yamllint --strict .
 	ansible-lint
 
+# make lab: the first command. Checks that this machine can run a lab (network for the k3s
+# download; privileged containers, else QEMU), sets up, brings the lab up and runs site.yml;
+# stops at once, saying what is missing, when it cannot. LAB=docker|vm picks the lab
+# (default: containers where privileged containers work, else VMs); docs/lab.md.
+LAB ?=
+export LAB
+
+lab:
+	scripts/local-lab.sh lab
+
+lab-check:
+	scripts/local-lab.sh check
+
 lab-up: setup
 	scripts/local-lab.sh up
 
 lab-site: setup
-	ansible-playbook playbooks/site.yml -i inventories/local
+	scripts/local-lab.sh site
 
 lab-down:
 	scripts/local-lab.sh down

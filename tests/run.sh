@@ -70,6 +70,15 @@ for scenario in molecule/*/; do
   [[ " ${network_scenarios[*]} " == *" $scenario "* ]] && continue
   step "molecule test -s $scenario" molecule test -s "$scenario"
 done
+# molecule nodes-vm (QEMU guests, tests/vm) runs in the loop above; its guests and switch must
+# be gone afterwards, whether it passed or not.
+vm_leftovers() {
+  local left
+  left=$(pgrep -af '^(qemu-system-x86_64|vde_switch) .*nodes-vm' || true)
+  [ -z "$left" ] || { echo "left running after molecule nodes-vm:"; echo "$left"; return 1; }
+  echo "no guest or switch of molecule nodes-vm is left running"
+}
+step "VM guests of molecule nodes-vm stopped" vm_leftovers
 step "molecule ${network_scenarios[*]} (need network)" k3s_scenarios
 
 echo

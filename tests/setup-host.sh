@@ -22,3 +22,5 @@ fi
 
 "$here/harness/ensure-docker.sh"
 "$here/harness/build-node-image.sh"
+# The Debian image of the VM guests (tests/vm/image.py; cached by its recipe hash).
+(cd "$here/.." && python3 -m tests.vm build >/dev/null)
