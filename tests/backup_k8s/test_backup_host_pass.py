@@ -1,5 +1,5 @@
 """The configuration backup_host writes drives the real off-site tool: the commands of the
-systemd unit (offsite --no-prune, verify, prune) and backup.yml's `summary --json` run against
+systemd unit (offsite --no-prune, verify, prune) and backup-now.yml's `summary --json` run against
 moto on loopback with a set made by the MySQL producer script, and leave an age-encrypted copy."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The backups role against a real kube-apiserver + kube-controller-manager (tests/controlplane):
-it converges, a second run changes nothing, and backup.yml's Job creation is accepted — the Pods
+it converges, a second run changes nothing, and backup_run's Job creation (backup-now.yml) is accepted — the Pods
 of the Jobs in SEEK's namespace pass the `restricted` Pod Security admission."""
 
 from __future__ import annotations
@@ -25,22 +25,22 @@ CONVERGE = textwrap.dedent("""\
     """)
 
 RUN = textwrap.dedent("""\
-    - name: Create a Job from every backup CronJob (backup.yml's first play, without waiting)
+    - name: Create a Job from every backup CronJob (backup-now.yml's first play, without waiting)
       hosts: controller
       gather_facts: false
       tasks:
         - name: Trigger the backup Jobs
           ansible.builtin.include_role:
-            name: backups
-            tasks_from: run.yml
+            name: backup_run
         - name: Write the results for the test
           ansible.builtin.copy:
-            content: "{{ backups_run_results | to_json }}"
+            content: "{{ backup_run_results | to_json }}"
             dest: "{{ results_file }}"
             mode: "0600"
     """)
 
 NAMESPACE = "seek"
+RESTORE_FILES = Path(__file__).resolve().parents[2] / "roles" / "backup_restore" / "files"
 
 
 def restricted_namespace(kube_api: KubeAPI) -> None:
@@ -53,7 +53,8 @@ def restricted_namespace(kube_api: KubeAPI) -> None:
 def test_backups_role_converges_idempotently_and_jobs_are_accepted(kube_api: KubeAPI, tmp_path: Path) -> None:
     """Converge twice (changed=0 the second time); a Job from each CronJob is created and its Pod admitted."""
     restricted_namespace(kube_api)
-    evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backups_run_wait": False}
+    evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backup_run_kubeconfig": str(kube_api.kubeconfig),
+             "backup_run_wait": False}
     converge = tmp_path / "converge.yml"
     converge.write_text(CONVERGE)
 
@@ -104,7 +105,8 @@ def test_backup_run_reports_jobs_that_do_not_finish_in_time(kube_api: KubeAPI, t
     """With a short timeout (no kubelet here, so no Job finishes) every backup Job is reported as
     timed out, the drill is not started on a dump that did not succeed, and nothing raises."""
     restricted_namespace(kube_api)
-    evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backups_run_timeout_seconds": 10,
+    evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backup_run_kubeconfig": str(kube_api.kubeconfig),
+             "backup_run_timeout_seconds": 10,
              "results_file": str(tmp_path / "results.json")}
     converge = tmp_path / "converge.yml"
     converge.write_text(CONVERGE)
@@ -122,11 +124,8 @@ RESTORE = textwrap.dedent("""\
     - name: Restore (restore.yml's last play)
       hosts: controller
       gather_facts: false
-      tasks:
-        - name: Restore the sets
-          ansible.builtin.include_role:
-            name: backups
-            tasks_from: restore.yml
+      roles:
+        - role: backup_restore
     """)
 
 
@@ -153,9 +152,9 @@ def test_failed_restore_leaves_seek_at_zero_and_remembers_the_replicas(kube_api:
     try:
         apply(kube_api, seek_deployment("seek-web", 2))
         apply(kube_api, seek_deployment("seek-workers", 1))
-        evars = {"backups_kubeconfig": str(kube_api.kubeconfig), "backups_restore_timeout_seconds": 15,
-                 "backups_restore_mysql_dir": "mysql/20260101T013000Z",
-                 "backups_restore_filestore_dir": "restore/filestore/20260101T013004Z"}
+        evars = {"backup_restore_kubeconfig": str(kube_api.kubeconfig), "backup_restore_timeout_seconds": 15,
+                 "backup_restore_mysql_dir": "mysql/20260101T013000Z",
+                 "backup_restore_filestore_dir": "restore/filestore/20260101T013004Z"}
         playbook = tmp_path / "restore.yml"
         playbook.write_text(RESTORE)
         result = run_playbook(playbook, tmp_path, evars)
@@ -176,6 +175,12 @@ def test_failed_restore_leaves_seek_at_zero_and_remembers_the_replicas(kube_api:
         for job in jobs:
             reasons = [c.get("reason") for c in job["status"].get("conditions", []) if c["type"] == "Failed"]
             assert reasons == ["DeadlineExceeded"], job["status"]
+            volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+            assert volumes["scripts"]["configMap"]["name"] == "seek-restore-scripts"
+        # The restore scripts the Jobs run: the backup_restore role's files, byte for byte.
+        scripts = get_json(kube_api, "configmap", "-n", NAMESPACE, "seek-restore-scripts")["data"]
+        for name in ("restore-mysql.sh", "restore-filestore.sh"):
+            assert scripts[name] == (RESTORE_FILES / name).read_text().rstrip("\n"), name
     finally:
         kube_api.run_kubectl("-n", NAMESPACE, "delete", "deployment", "seek-web", "seek-workers",
                              "--ignore-not-found", "--wait=false")

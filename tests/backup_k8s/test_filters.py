@@ -1,4 +1,5 @@
-"""Unit tests of the backups role's filter plugins (cron interval, Job state, replicas)."""
+"""Unit tests of the backup filter plugins: cron interval (role backups), Job state and replicas
+(role k8s_job_state, shared by backup_run, backup_restore and seek_reindex)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import sys
 
 import pytest
 
-from tests.backup_k8s.helpers import ROLE
+from tests.backup_k8s.helpers import REPO, ROLE
 
 sys.path.insert(0, str(ROLE / "filter_plugins"))
+sys.path.insert(0, str(REPO / "roles" / "k8s_job_state" / "filter_plugins"))
 from cron_interval import CronError, cron_min_interval, cron_valid  # noqa: E402
 from job_state import backup_job_detail, backup_job_state, backup_replicas_before_restore  # noqa: E402
 

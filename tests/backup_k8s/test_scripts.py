@@ -15,23 +15,25 @@ from pathlib import Path
 import pytest
 
 from tests.backup.servers import MariaDB
-from tests.backup_k8s.helpers import FILES, render
+from tests.backup_k8s.helpers import FILES, REPO, render
 
 DB = "seek_drill_src"
+RESTORE_FILES = REPO / "roles" / "backup_restore" / "files"
 
 
 @pytest.fixture(scope="module")
 def scripts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The drill and restore scripts exactly as the rendered ConfigMap carries them."""
+    """The drill exactly as the rendered backups ConfigMap carries it, and the restore scripts of the
+    backup_restore role (its ConfigMap ships these files byte for byte: test_controlplane)."""
     tmp = tmp_path_factory.mktemp("scripts")
     objects = render(tmp, {})
     data = next(o for o in objects.values() if o["kind"] == "ConfigMap")["data"]
-    out = {}
-    for name in ("backup-drill.sh", "restore-mysql.sh", "restore-filestore.sh"):
-        path = tmp / name
-        path.write_text(data[name] + "\n")
-        path.chmod(0o755)
-        out[name] = path
+    path = tmp / "backup-drill.sh"
+    path.write_text(data["backup-drill.sh"] + "\n")
+    path.chmod(0o755)
+    out = {"backup-drill.sh": path}
+    for name in ("restore-mysql.sh", "restore-filestore.sh"):
+        out[name] = RESTORE_FILES / name
     return out
 
 

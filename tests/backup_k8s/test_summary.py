@@ -1,4 +1,4 @@
-"""backup.yml's last play: the summary table, and a non-zero exit when anything failed.
+"""backup-now.yml's last play: the summary table, and a non-zero exit when anything failed.
 
 The inputs are what the earlier plays leave behind (the Job results on the controller, the
 off-site pass and `seek_backup summary --json` on the backup host), given here directly."""
@@ -20,10 +20,9 @@ PLAYBOOK = textwrap.dedent("""\
       tasks:
         - name: Print the summary table and fail when anything failed
           ansible.builtin.include_role:
-            name: backups
-            tasks_from: summary.yml
+            name: backup_summary
           vars:
-            backups_summary_host: node-a
+            backup_summary_host: node-a
     """)
 
 JOBS_OK = [{"name": f"seek-backup-{k}", "kind": k, "namespace": "seek", "job": f"seek-backup-{k}-run-1",
@@ -35,26 +34,26 @@ OFFSITE_OK = {"ok": True, "detail": "off-site pass OK"}
 
 CASES: dict[str, tuple[dict[str, Any], str | None]] = {
     "all-good": ({}, None),
-    "job-failed": ({"backups_run_results": [dict(JOBS_OK[1], status="failed", detail="BackoffLimitExceeded")]
+    "job-failed": ({"backup_run_results": [dict(JOBS_OK[1], status="failed", detail="BackoffLimitExceeded")]
                     + JOBS_OK[2:]}, "seek-backup-mysql-run-1 failed"),
-    "job-timed-out": ({"backups_run_results": [dict(JOBS_OK[0], status="timed out")] + JOBS_OK[1:]},
+    "job-timed-out": ({"backup_run_results": [dict(JOBS_OK[0], status="timed out")] + JOBS_OK[1:]},
                       "seek-backup-etcd-run-1 timed out"),
-    "offsite-failed": ({"backup_host_offsite": {"ok": False, "detail": "AccessDenied"}},
+    "offsite-failed": ({"backup_offsite_run_result": {"ok": False, "detail": "AccessDenied"}},
                        "off-site pass: AccessDenied"),
-    "set-not-offsite": ({"backup_host_summary": SETS_OK[:2] + [dict(SETS_OK[2], status="local, NOT OFF-SITE")]},
+    "set-not-offsite": ({"backup_offsite_run_summary": SETS_OK[:2] + [dict(SETS_OK[2], status="local, NOT OFF-SITE")]},
                         "etcd: local, NOT OFF-SITE"),
-    "set-missing": ({"backup_host_summary": SETS_OK[:2] + [{"kind": "etcd", "status": "MISSING"}]},
+    "set-missing": ({"backup_offsite_run_summary": SETS_OK[:2] + [{"kind": "etcd", "status": "MISSING"}]},
                     "etcd: MISSING"),
-    "offsite-play-never-ran": ({"backup_host_summary": [], "backup_host_offsite": None}, "off-site pass"),
+    "offsite-play-never-ran": ({"backup_offsite_run_summary": [], "backup_offsite_run_result": None}, "off-site pass"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_summary(case: str, tmp_path: Path) -> None:
-    """The table lists every set and Job; any failure makes the play (and backup.yml) fail, naming it."""
+    """The table lists every set and Job; any failure makes the play (and backup-now.yml) fail, naming it."""
     override, failure = CASES[case]
-    evars: dict[str, Any] = {"backups_run_results": JOBS_OK, "backup_host_summary": SETS_OK,
-                             "backup_host_offsite": OFFSITE_OK, **override}
+    evars: dict[str, Any] = {"backup_run_results": JOBS_OK, "backup_offsite_run_summary": SETS_OK,
+                             "backup_offsite_run_result": OFFSITE_OK, **override}
     evars = {k: v for k, v in evars.items() if v is not None}
     playbook = tmp_path / "summary.yml"
     playbook.write_text(PLAYBOOK)

@@ -1,4 +1,4 @@
-"""Bad settings stop playbooks/backups.yml in its first (validation) play, before any API call
+"""Bad settings stop playbooks/backup-install.yml in its first (validation) play, before any API call
 or SSH connection, with a message that names the variable to change."""
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ BAD = {
     "mistyped-recipient": ({"backup_age_recipients": [MISTYPED_RECIPIENT]},
                            "not a valid age1 public key (a character is wrong or missing)"),
     "recipients-not-a-list": ({"backup_age_recipients": VALID_RECIPIENT}, "must be a list of public keys"),
-    "reindex-timeout-word": ({"backups_reindex_timeout_seconds": "soon"}, "backups_reindex_timeout_seconds"),
 }
 
 
@@ -53,7 +52,7 @@ def test_bad_setting_fails_before_any_change(case: str, tmp_path: Path) -> None:
     # An API server that does not exist: reaching it would fail differently.
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    result = run_playbook(REPO / "playbooks" / "backups.yml", tmp_path,
+    result = run_playbook(REPO / "playbooks" / "backup-install.yml", tmp_path,
                           {"cluster_kubeconfig": str(kubeconfig), **extra})
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
@@ -67,7 +66,7 @@ def test_good_settings_pass_validation(tmp_path: Path) -> None:
     check that follows reads the cluster's Nodes, and there is no cluster here)."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    result = run_playbook(REPO / "playbooks" / "backups.yml", tmp_path,
+    result = run_playbook(REPO / "playbooks" / "backup-install.yml", tmp_path,
                           {"cluster_kubeconfig": str(kubeconfig), "ansible_host": "127.0.0.1",
                            "ansible_port": "1", "ansible_ssh_common_args": "-o ConnectTimeout=2"})
     output = result.stdout + result.stderr
@@ -79,7 +78,7 @@ def test_valid_recipients_and_timezone_pass_validation(tmp_path: Path) -> None:
     """A real age key (with a bucket) and a real zone get past validation to the next play."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
-    result = run_playbook(REPO / "playbooks" / "backups.yml", tmp_path,
+    result = run_playbook(REPO / "playbooks" / "backup-install.yml", tmp_path,
                           {"cluster_kubeconfig": str(kubeconfig), "backup_timezone": "America/Argentina/Buenos_Aires",
                            "backup_s3_bucket": "seek-backups", "vault_backup_s3_access_key": "a",
                            "vault_backup_s3_secret_key": "b", "backup_age_recipients": [VALID_RECIPIENT],
@@ -88,3 +87,17 @@ def test_valid_recipients_and_timezone_pass_validation(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     # Both validation files passed: the play reached its next check (what follows needs a cluster).
     assert "TASK [Check there is exactly one backup host]" in output, output[-4000:]
+
+
+def test_bad_reindex_timeout_stops_restore_before_any_change(tmp_path: Path) -> None:
+    """The post-restore Job's timeout (role seek_reindex) is checked in restore.yml's first play,
+    naming the variable, before any set is looked for or SEEK is scaled down."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n")
+    result = run_playbook(REPO / "playbooks" / "restore.yml", tmp_path,
+                          {"cluster_kubeconfig": str(kubeconfig), "restore_confirm": True,
+                           "seek_reindex_timeout_seconds": "soon"})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "seek_reindex_timeout_seconds must be an integer" in output, output[-4000:]
+    assert "Find or fetch the backup sets" not in output, "a later play ran"

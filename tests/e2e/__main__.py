@@ -4,7 +4,7 @@
   python -m tests.e2e workloads --kubeconfig K --namespace seek
   python -m tests.e2e round-trip --kubeconfig K --inventory I --namespace seek --marker e2e-123
 
-round-trip: creates a project in SEEK, runs backup.yml (every artifact must be verified off-site),
+round-trip: creates a project in SEEK, runs backup-now.yml (every artifact must be verified off-site),
 deletes the project, runs restore.yml -e restore_confirm=true, and checks the project is back and
 the reindex Job succeeded. Exits 1 naming every problem."""
 
@@ -83,10 +83,10 @@ def _round_trip(args: argparse.Namespace) -> list[str]:
     marker = checks.check_marker(args.marker)
     if _rails(args, checks.ruby_create_project(marker)) != 1:
         return [f"project {marker} was not created in SEEK"]
-    backup = _playbook(args, "backup.yml")
+    backup = _playbook(args, "backup-now.yml")
     problems = checks.backup_problems(checks.parse_backup_summary(backup.stdout))
     if backup.returncode != 0:
-        problems.insert(0, f"backup.yml exited {backup.returncode}")
+        problems.insert(0, f"backup-now.yml exited {backup.returncode}")
     if problems:
         return problems
     if _rails(args, checks.ruby_delete_project(marker)) != 0:

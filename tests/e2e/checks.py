@@ -47,7 +47,7 @@ class SetRow:
 
 @dataclass
 class BackupSummary:
-    """What backup.yml reported: the newest set of each kind, the off-site pass and the verdict."""
+    """What backup-now.yml reported: the newest set of each kind, the off-site pass and the verdict."""
 
     sets: list[SetRow] = field(default_factory=list)
     offsite_ok: bool | None = None
@@ -69,7 +69,7 @@ def _unwrap(output: str) -> list[str]:
 
 
 def parse_backup_summary(output: str) -> BackupSummary:
-    """Read backup.yml's summary table and verdict out of ansible-playbook's output."""
+    """Read backup-now.yml's summary table and verdict out of ansible-playbook's output."""
     summary = BackupSummary()
     for line in _unwrap(output):
         row = _SET_ROW.match(line)
@@ -89,7 +89,7 @@ def backup_problems(summary: BackupSummary, kinds: Iterable[str] = BACKUP_KINDS)
     """Problems with a backup run: every kind needs a set that was verified off-site."""
     problems = []
     if not summary.backup_ok or summary.backup_failed:
-        problems.append("backup.yml did not report 'Backup OK'")
+        problems.append("backup-now.yml did not report 'Backup OK'")
     if summary.offsite_ok is not True:
         problems.append("the off-site pass did not report OK")
     by_kind = {row.kind: row for row in summary.sets}

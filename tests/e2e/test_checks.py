@@ -1,6 +1,6 @@
 """The `full` scenario's checks, against recorded outputs and real counterparts.
 
-The summary parser reads recorded backup.yml output and the live output of the real summary
+The summary parser reads recorded backup-now.yml output and the live output of the real summary
 play; wait_up talks to a local HTTP server that routes by Host header, as the ingress does; the
 workload check reads StatefulSets, Deployments and Pods from the real API server."""
 
@@ -34,7 +34,7 @@ def test_recorded_good_backup_has_no_problem() -> None:
 def test_recorded_failed_backup_names_the_set() -> None:
     summary = checks.parse_backup_summary((RECORDED / "backup-summary-etcd-not-offsite.txt").read_text())
     problems = checks.backup_problems(summary)
-    assert "backup.yml did not report 'Backup OK'" in problems
+    assert "backup-now.yml did not report 'Backup OK'" in problems
     assert "etcd set 20260301T013000Z: local, NOT OFF-SITE" in problems
     assert len(problems) == 2
 
@@ -49,8 +49,9 @@ def test_live_summary_play_output(sets: list, offsite: dict, expected: str, tmp_
     missing from the host's summary is a problem even where the play itself passes."""
     playbook = tmp_path / "summary.yml"
     playbook.write_text(PLAYBOOK)
-    result = run_playbook(playbook, tmp_path, {"cluster_kubeconfig": "/dev/null", "backups_run_results": JOBS_OK,
-                                               "backup_host_summary": sets, "backup_host_offsite": offsite})
+    result = run_playbook(playbook, tmp_path, {"cluster_kubeconfig": "/dev/null", "backup_run_results": JOBS_OK,
+                                               "backup_offsite_run_summary": sets,
+                                               "backup_offsite_run_result": offsite})
     problems = checks.backup_problems(checks.parse_backup_summary(result.stdout))
     assert expected in problems, problems
 

@@ -106,7 +106,7 @@ BACKUPS_NODES = """\
 
 @pytest.mark.parametrize(("node", "passes"), [("seek-server-1", True), ("Seek-Server-1", False)])
 def test_backups_node_name_is_checked(kube_api: Any, tmp_path: Path, node: str, passes: bool) -> None:
-    """backups.yml's check: the registered (lower-case) name passes; any other name is refused."""
+    """backup-install.yml's check: the registered (lower-case) name passes; any other name is refused."""
     install_test_crds(kube_api)
     playbook = tmp_path / "backups-nodes.yml"
     playbook.write_text(BACKUPS_NODES)

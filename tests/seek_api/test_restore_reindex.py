@@ -1,4 +1,4 @@
-"""The post-restore Job (roles/backups/tasks/reindex.yml) against a real kube-apiserver.
+"""The post-restore Job (role seek_reindex) against a real kube-apiserver.
 
 SEEK's web Deployment, rendered by the seek role itself, is stored on the API server; the Job
 made from its pod template must set SEEK up with SEEK's own start-up functions (MySQL
@@ -33,15 +33,14 @@ REINDEX = textwrap.dedent("""\
       tasks:
         - name: Clear the cache and queue the reindex
           ansible.builtin.include_role:
-            name: backups
-            tasks_from: reindex.yml
+            name: seek_reindex
     """)
 
 
 def _reindex_script() -> str:
     """The Job's shell script, as reindex.yml defines it."""
-    tasks = yaml.safe_load((REPO / "roles" / "backups" / "tasks" / "reindex.yml").read_text())
-    return tasks[0]["ansible.builtin.set_fact"]["__backups_reindex_script"]
+    tasks = yaml.safe_load((REPO / "roles" / "seek_reindex" / "tasks" / "reindex.yml").read_text())
+    return tasks[0]["ansible.builtin.set_fact"]["__seek_reindex_script"]
 
 
 def test_reindex_script_uses_seeks_functions_and_checks_mysql() -> None:
@@ -84,7 +83,7 @@ def test_reindex_job_from_the_web_template_is_admitted_and_fails_visibly(kube_ap
                                                                         older_dump: bool) -> None:
     """Made from the real web pod template, admitted (a Pod is created under restricted), and past
     its deadline the play stops naming the Job, SEEK kept at zero, and what to do next. After a
-    dump from an older SEEK (backups_restore_needs_seek_upgrade, set by restore.yml) the Job runs
+    dump from an older SEEK (seek_reindex_run_upgrade, set by backup_restore) the Job runs
     SEEK's upgrade first."""
     restore_id = "20260101000001" if older_dump else "20260101000000"
     kube_api.run_kubectl("create", "namespace", NAMESPACE, check=False)
@@ -96,10 +95,10 @@ def test_reindex_job_from_the_web_template_is_admitted_and_fails_visibly(kube_ap
     playbook = tmp_path / "reindex.yml"
     playbook.write_text(REINDEX)
     result = run_playbook(playbook, tmp_path, {
-        "backups_kubeconfig": str(kube_api.kubeconfig), "backups_namespace": NAMESPACE,
-        "backups_reindex_timeout_seconds": 10, "__backups_restore_id": restore_id,
-        "backups_restore_needs_seek_upgrade": older_dump,
-        "__backups_replicas": {"seek-web": 2, "seek-workers": 1}})
+        "seek_reindex_kubeconfig": str(kube_api.kubeconfig), "seek_reindex_namespace": NAMESPACE,
+        "seek_reindex_timeout_seconds": 10, "seek_reindex_id": restore_id,
+        "seek_reindex_run_upgrade": older_dump,
+        "seek_reindex_replicas": {"seek-web": 2, "seek-workers": 1}})
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     assert f"The Job reindex-test/seek-reindex-{restore_id} failed" in output, output[-4000:]
@@ -158,7 +157,7 @@ def test_solr_configset_change_reindex_stops_workers_and_fails_visibly(kube_api:
     playbook.write_text(SOLR_REINDEX)
     result = run_playbook(playbook, tmp_path, {
         "seek_kubeconfig": str(kube_api.kubeconfig), "cluster_kubeconfig": str(kube_api.kubeconfig),
-        "seek_namespace": NAMESPACE, "backups_reindex_timeout_seconds": 10})
+        "seek_namespace": NAMESPACE, "seek_reindex_timeout_seconds": 10})
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-4000:]
     assert "Solr's core was rebuilt for a new configset" in output, output[-4000:]
