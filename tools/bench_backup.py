@@ -168,14 +168,22 @@ def generate(db: MariaDB, name: str, size_gb: float) -> None:
     log(f"  {len(SMALL_TABLES)} small tables: {per_small} rows each")
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None, stdout: Any = subprocess.DEVNULL,
-          shell: bool = False) -> tuple[float, float, float]:
-    """Run ``cmd``; return (wall seconds, peak RSS in MiB, CPU seconds of it and its children)."""
+def timed(cmd: list[str] | str, env: dict[str, str] | None = None, stdout: Any = subprocess.DEVNULL,
+          shell: bool = False, errors: list[str] | None = None) -> tuple[float, float, float]:
+    """Run ``cmd``; return (wall seconds, peak RSS in MiB of its largest process, CPU seconds of it
+    and its children). stderr goes to a temporary file (a full pipe would stall the command) and
+    is appended to ``errors`` when given."""
+    import tempfile
+
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=subprocess.PIPE, shell=shell)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.monotonic() - start
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    with tempfile.TemporaryFile() as errf:
+        proc = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=errf, shell=shell)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - start
+        errf.seek(0)
+        err = errf.read().decode(errors="replace")
+    if errors is not None:
+        errors.append(err)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{cmd if shell else ' '.join(cmd[:3])} failed ({code}):\n{err}")
@@ -196,6 +204,7 @@ class QueueWatcher(threading.Thread):
         self.queue, self.cmd, self.env = root / ".offsite-queue", cmd, env
         self.started_at = 0.0
         self.result: tuple[float, float, float] | None = None
+        self.errors: list[str] = []
         self.error: BaseException | None = None
         self.stop = threading.Event()
 
@@ -205,7 +214,7 @@ class QueueWatcher(threading.Thread):
             while not self.stop.is_set():
                 if self.queue.is_dir() and any(self.queue.iterdir()):
                     self.started_at = time.monotonic()
-                    self.result = timed(self.cmd, env=self.env)
+                    self.result = timed(self.cmd, env=self.env, errors=self.errors)
                     return
                 time.sleep(0.05)
         except BaseException as exc:  # noqa: BLE001 - reported by the main thread
@@ -224,7 +233,7 @@ def shape(db: MariaDB, name: str) -> dict[str, Any]:
 
 
 def bench_size(db: MariaDB, moto: Moto, work: Path, size_gb: float, comp: str, reps: int,
-               ident: Any, env: dict[str, str]) -> dict[str, Any]:
+               ident: Any, env: dict[str, str], restore: bool = True) -> dict[str, Any]:
     """All figures of one size, back to back; see the module docstring."""
     name = "seekbench_" + str(size_gb).replace(".", "_")
     generate(db, name, size_gb)
@@ -278,13 +287,18 @@ def bench_size(db: MariaDB, moto: Moto, work: Path, size_gb: float, comp: str, r
                 "end_to_end_s": round(t_end - t0, 2), "end_to_end_ratio": round((t_end - t0) / t_bare, 3),
                 "peak_rss_mib": {"dump_step": round(rss_dump, 1), "uploader": round(rss_off, 1),
                                  "bare_mysqldump": round(rss_bare, 1)},
-                "artifact_bytes": manifest["artifact"]["size"], "load": load()}
+                "artifact_bytes": manifest["artifact"]["size"], "load": load(),
+                "offsite_log": [ln for ln in "".join(watcher.errors).splitlines() if "uploaded " in ln]}
         log(f"{name} run {rep}: {pair}")
         pairs.append(pair)
     res["runs"] = pairs
     res["rows"] = manifest["mysql"]["tables"]
     res["dump_step_ratio"] = round(statistics.median(p["dump_step_ratio"] for p in pairs), 3)
     res["end_to_end_ratio"] = round(statistics.median(p["end_to_end_ratio"] for p in pairs), 3)
+    if not restore:
+        res["load_after"] = load()
+        shutil.rmtree(work / f"root-{name}", ignore_errors=True)
+        return res
     # restore from the bucket (the last run's set) against a bare `mysql < dump.sql`
     art = set_dir / manifest["artifact"]["name"]
     plain = work / f"{name}.sql"
@@ -319,8 +333,8 @@ def report(results: dict[str, Any]) -> str:
     """Markdown table of every figure against its target."""
     lines = [f"machine: {results['cpus']} CPUs ({results['cpu']}), load average at start {results['load_start']}, "
              f"at end {results['load_end']}", "",
-             "| dump | rows | tables | bare mysqldump | dump step (target ≤ 1.15) | off-site start after the "
-             "manifest | end to end (≤ 1.4) | bare `mysql <` | restore from the bucket (≤ 1.5) | peak RSS: dump "
+             "| dump | rows | tables | bare mysqldump (CPU) | dump step (target ≤ 1.15), CPU | off-site start after the "
+             "dump step's end | end to end (≤ 1.4) | bare `mysql <` | restore from the bucket (≤ 1.5) | peak RSS: dump "
              "step / uploader / restore (< 200 MiB) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for size in results["sizes"]:
         r = results[size]
@@ -328,13 +342,13 @@ def report(results: dict[str, Any]) -> str:
         best = min(runs, key=lambda x: x["dump_step_ratio"])
         lines.append(
             f"| {r['dump_bytes'] / 1e9:.2f} GB | {sum(r['rows'].values()):,} | {r['shape']['tables']} | "
-            f"{best['bare_s']} s | {' / '.join(str(x['dump_step_ratio']) for x in runs)} "
-            f"({' / '.join(str(x['dump_step_s']) for x in runs)} s) | "
+            f"{best['bare_s']} s ({best['bare_cpu_s']} s) | {' / '.join(str(x['dump_step_ratio']) for x in runs)} "
+            f"({' / '.join(str(x['dump_step_s']) for x in runs)} s), CPU {best['dump_step_cpu_s']} s | "
             f"{' / '.join(str(x['offsite_start_after_dump_end_s']) for x in runs)} s | "
             f"{' / '.join(str(x['end_to_end_ratio']) for x in runs)} ({' / '.join(str(x['end_to_end_s']) for x in runs)} s) | "
-            f"{r['bare_restore_s']} s | {r['restore_ratio']} ({r['restore_s']} s) | "
+            f"{r.get('bare_restore_s', '-')} s | {r.get('restore_ratio', 'not run')} ({r.get('restore_s', '-')} s) | "
             f"{max(x['peak_rss_mib']['dump_step'] for x in runs)} / {max(x['peak_rss_mib']['uploader'] for x in runs)} / "
-            f"{r['restore_peak_rss_mib']} MiB |")
+            f"{r.get('restore_peak_rss_mib', '-')} MiB |")
     return "\n".join(lines)
 
 
@@ -345,6 +359,8 @@ def main() -> None:
     ap.add_argument("--sizes", default="1.1", help="comma-separated GB of dump text, e.g. 1.1,4.1")
     ap.add_argument("--compression", default="zstd", choices=("zstd", "gzip"))
     ap.add_argument("--reps", type=int, default=2, help="back-to-back bare/pipeline pairs per size")
+    ap.add_argument("--restore-sizes", default=None,
+                    help="sizes whose restore is measured too (default: every size; '' for none)")
     args = ap.parse_args()
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -365,7 +381,9 @@ def main() -> None:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(("MYSQL", "SEEK_BACKUP_", "AWS_", "BACKUP_"))}
         env = {**clean, "PYTHONPATH": str(ROOT / "tools")}
         for size in sizes:
-            results[size] = bench_size(db, moto, work, float(size), args.compression, args.reps, ident, env)
+            restore = args.restore_sizes is None or size in args.restore_sizes.split(",")
+            results[size] = bench_size(db, moto, work, float(size), args.compression, args.reps, ident, env,
+                                       restore)
             (work / "results.json").write_text(json.dumps(results, indent=2))
     finally:
         moto.stop()
