@@ -15,11 +15,19 @@ umask 077
 : "${MYSQL_HOST:=mysql}"
 : "${MYSQL_PORT:=3306}"
 : "${MYSQL_DATABASE:?MYSQL_DATABASE is required}"
-: "${MYSQL_ROOT_PASSWORD:?MYSQL_ROOT_PASSWORD is required}"
+# root of the in-cluster server; with an external one (mysql_external_host) the SEEK account:
+# MYSQL_USER + MYSQL_PASSWORD (all privileges on its database drop and recreate it), and
+# MYSQL_SSL_CA for TLS with the server certificate verified.
+: "${MYSQL_USER:=root}"
+MYSQL_PASSWORD="${MYSQL_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}"
+: "${MYSQL_PASSWORD:?MYSQL_ROOT_PASSWORD (or MYSQL_USER and MYSQL_PASSWORD) is required}"
 : "${SEEK_IMAGE:?SEEK_IMAGE (the deployed seek_image) is required}"
 : "${RESTORE_ALLOW_SEEK_UPGRADE:=false}"
 
 fail() { echo "RESTORE FAILED: $*" >&2; exit 1; }
+# The name goes into DROP/CREATE DATABASE: letters, digits and underscores only.
+[[ $MYSQL_DATABASE =~ ^[A-Za-z0-9_]{1,64}$ ]] ||
+  fail "database name '$MYSQL_DATABASE' must match ^[A-Za-z0-9_]{1,64}\$. Nothing was changed."
 manifest="$RESTORE_SET_DIR/manifest.json"
 [ -f "$manifest" ] || fail "$manifest is missing: not a complete backup set"
 
@@ -27,9 +35,11 @@ manifest="$RESTORE_SET_DIR/manifest.json"
 opts=$(mktemp "${TMPDIR:-/tmp}/restore.XXXXXX")
 errors=$(mktemp "${TMPDIR:-/tmp}/restore-err.XXXXXX")
 trap 'rm -f "$opts" "$errors"' EXIT
-printf '[client]\nhost=%s\nport=%s\nuser=root\npassword="%s"\n' "$MYSQL_HOST" "$MYSQL_PORT" \
-  "$(printf '%s' "$MYSQL_ROOT_PASSWORD" | sed 's/\\/\\\\/g; s/"/\\"/g')" > "$opts"
-unset MYSQL_ROOT_PASSWORD
+printf '[client]\nhost=%s\nport=%s\nuser=%s\npassword="%s"\n' "$MYSQL_HOST" "$MYSQL_PORT" "$MYSQL_USER" \
+  "$(printf '%s' "$MYSQL_PASSWORD" | sed 's/\\/\\\\/g; s/"/\\"/g')" > "$opts"
+[ -z "${MYSQL_SSL_CA:-}" ] || printf 'ssl-ca=%s\nloose-ssl-mode=VERIFY_IDENTITY\nloose-ssl-verify-server-cert\n' \
+  "$MYSQL_SSL_CA" >> "$opts"
+unset MYSQL_ROOT_PASSWORD MYSQL_PASSWORD
 q() { mysql --defaults-extra-file="$opts" --protocol=TCP --batch --skip-column-names "$@"; }
 
 # The manifest is read with the server's JSON functions (the image has no jq).
@@ -49,7 +59,7 @@ if [ "$recorded_image" != "$SEEK_IMAGE" ] && { [ -z "$have" ] || [ "$have" != "$
   fi
   [ "$RESTORE_ALLOW_SEEK_UPGRADE" = true ] ||
     fail "the backup is from ${recorded_image:-an unrecorded SEEK image} but $SEEK_IMAGE is deployed: its schema would stay un-migrated; set restore_allow_seek_upgrade=true to restore and run SEEK's upgrade after. Nothing was changed."
-  echo "restore: backup from ${recorded_image:-an unrecorded SEEK image}, $SEEK_IMAGE deployed: SEEK's upgrade must run after this restore"
+  echo "restore: backup from ${recorded_image:-an unrecorded SEEK image}, $SEEK_IMAGE deployed: SEEK's upgrade must run after this restore (rake seek:upgrade: the post-restore Job runs it)"
 fi
 
 case "$name" in
