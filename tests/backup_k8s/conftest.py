@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.backup.servers import MariaDB, Missing
-from tests.backup_k8s.helpers import render
+from tests.backup_k8s.helpers import render, rendered_dir
 
 # Two configurations users run: the lab default (local-path, first server is the backup host)
 # and an NFS one with another time zone, its own schedules, the drill disabled and a MySQL
@@ -42,7 +42,7 @@ def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     """(name, extra vars, {file: object}, output dir) for each configuration."""
     tmp = tmp_path_factory.mktemp(f"render-{request.param}")
     objects = render(tmp, CONFIGS[request.param])
-    return request.param, CONFIGS[request.param], objects, tmp / "rendered"
+    return request.param, CONFIGS[request.param], objects, rendered_dir(tmp)
 
 
 @pytest.fixture(scope="session")

@@ -40,15 +40,14 @@ INVENTORY = textwrap.dedent("""\
               ansible_python_interpreter: "{{ ansible_playbook_python }}"
     """)
 
+# The role's own entry point: with k8s_render_dir set, k8s_objects writes every object it would
+# apply to <k8s_render_dir>/backups/ instead of sending it to the API.
 RENDER_PLAYBOOK = textwrap.dedent("""\
     - name: Render the backup objects
       hosts: controller
       gather_facts: false
-      tasks:
-        - name: Render
-          ansible.builtin.include_role:
-            name: backups
-            tasks_from: render.yml
+      roles:
+        - backups
     """)
 
 
@@ -84,13 +83,18 @@ def run_playbook(playbook: Path, tmp: Path, extra_vars: dict[str, Any],
         cwd=REPO, env=env(), capture_output=True, text=True, timeout=timeout, check=False)
 
 
+def rendered_dir(tmp: Path) -> Path:
+    """The directory ``render(tmp, ...)`` writes the backup objects to."""
+    return tmp / "rendered" / "backups"
+
+
 def render(tmp: Path, extra_vars: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Render every backup object for ``extra_vars``; return {file name: object}."""
-    out_dir = tmp / "rendered"
+    out_dir = rendered_dir(tmp)
     playbook = tmp / "render.yml"
     playbook.write_text(RENDER_PLAYBOOK)
     result = run_playbook(playbook, tmp, {"cluster_kubeconfig": str(tmp / "kubeconfig"),
-                                          "backups_render_dir": str(out_dir), **extra_vars})
+                                          "k8s_render_dir": str(out_dir.parent), **extra_vars})
     assert result.returncode == 0, f"render failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}"
     objects = {}
     for path in sorted(out_dir.glob("*.yaml")):
