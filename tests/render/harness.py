@@ -1,8 +1,9 @@
 """Run platform.yml and seek.yml for a named configuration, rendering or applying.
 
-One source of truth: the roles' own templates. In render mode (``k8s_render_dir``) the roles
-write every manifest to files instead of sending them to the API; the API tests run the very
-same playbooks against the control plane. Each configuration gets its own inventory built in a
+One source of truth: the roles' own templates, produced by one mechanism (roles/k8s_objects).
+In render mode (``k8s_render_dir``) it writes every object to ``<dir>/<component>/<file>.yaml``
+instead of sending it to the API, and reads nothing from it; the API tests run the very same
+playbooks, through the same code path, against the control plane. Each configuration gets its own inventory built in a
 temporary directory from the lab's user-facing group_vars (platform.yml, seek.yml) plus the
 cluster-wide variables the configuration sets.
 """

@@ -23,6 +23,8 @@ def k8s_objects_settled(obj: dict[str, Any] | None, kind: str) -> bool:
     pod succeeded or the Job failed. A missing object has not settled (a controller, e.g. k3s's
     Helm controller, may still be creating it).
     """
+    if kind not in ("Deployment", "StatefulSet", "Job"):
+        raise ValueError(f"k8s_objects cannot wait for a {kind}: Deployment, StatefulSet or Job")
     if not obj:
         return False
     meta = obj.get("metadata") or {}
@@ -38,18 +40,17 @@ def k8s_objects_settled(obj: dict[str, Any] | None, kind: str) -> bool:
         return (updated >= replicas
                 and int(status.get("replicas") or 0) <= updated
                 and int(status.get("availableReplicas") or 0) >= updated)
-    if kind == "StatefulSet":
-        return (int(status.get("readyReplicas") or 0) >= replicas
-                and status.get("updateRevision") == status.get("currentRevision"))
-    raise ValueError(f"k8s_objects cannot wait for a {kind}: Deployment, StatefulSet or Job")
+    return (int(status.get("readyReplicas") or 0) >= replicas
+            and status.get("updateRevision") == status.get("currentRevision"))
 
 
 def k8s_objects_job_failure(obj: dict[str, Any] | None) -> str:
-    """Return why a settled Job failed (the reason of its ``Failed`` condition), or ``""`` when
-    a pod succeeded."""
+    """Return why a Job failed (the reason of its ``True`` ``Failed`` condition), or ``""`` when
+    a pod succeeded or it has not failed."""
     if not obj or int((obj.get("status") or {}).get("succeeded") or 0) >= 1:
         return ""
-    return _job_failed_condition(obj).get("reason") or "failed"
+    condition = _job_failed_condition(obj)
+    return (condition.get("reason") or "failed") if condition else ""
 
 
 def k8s_objects_failed_jobs(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
