@@ -10,8 +10,10 @@ For each size of ``--sizes`` (GB of dump text) it generates a SEEK-shaped MariaD
   (``DirectoryNotEmpty=<root>/.offsite-queue``, polled every 50 ms) starts ``python -m
   seek_backup offsite --no-prune`` when the queue entry appears; the clock stops when the set's
   ``uploaded.json`` exists (age-encrypted, uploaded, plaintext sha256 matched, head_object checked);
-* restore: ``restore-mysql`` from the bucket (download, both digests, decrypt, zstd -d, mysql)
-  into a fresh database against a bare ``mysql < dump.sql`` of the same dump, uncompressed;
+* restore: the path restore.yml runs for a set that is only off-site: ``seek_backup fetch``
+  (download, decrypt, both digests) onto the backup volume, then the restore Job's
+  ``roles/backup_restore/files/restore-mysql.sh`` (sha256, zstd -d, mysql, row counts) into a fresh
+  database, against a bare ``mysql < dump.sql`` of the same dump, uncompressed;
 * peak RSS of the largest process of each of: the dump step, the uploader, the restore;
 * the machine's load average and CPU count, and the data shape (tables, rows, bytes).
 
@@ -309,11 +311,18 @@ def bench_size(db: MariaDB, moto: Moto, work: Path, size_gb: float, comp: str, r
                                  f"{name}_bare < {plain}", env=env, shell=True)
     db.sql(f"DROP DATABASE IF EXISTS {name}_bare")
     plain.unlink()
-    log(f"{name}: restore-mysql from the bucket")
-    t_restore, rss_restore, _ = timed([sys.executable, "-m", "seek_backup", "--config", str(cfg), "restore-mysql",
-                                       "--database", f"{name}_restored", "--seek-image", "fairdom/seek:1.18.1",
-                                       "--allow-seek-upgrade"], env=env)
+    log(f"{name}: fetch from the bucket, then restore-mysql.sh")
+    fetched = work / f"fetch-{name}"
+    script = Path(__file__).resolve().parents[1] / "roles" / "backup_restore" / "files" / "restore-mysql.sh"
+    restore_env = {**env, "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(db.port), "MYSQL_USER": db.user,
+                   "MYSQL_PASSWORD": db.password, "MYSQL_DATABASE": f"{name}_restored",
+                   "SEEK_IMAGE": "fairdom/seek:1.18.1", "RESTORE_ALLOW_SEEK_UPGRADE": "true", "TMPDIR": str(work)}
+    t_restore, rss_restore, _ = timed(
+        f"set -e; d=$({sys.executable} -m seek_backup --config {cfg} --quiet fetch --kind mysql "
+        f"--identity {work / 'identity.txt'} --dest {fetched} | tail -n1); RESTORE_SET_DIR=$d bash {script}",
+        env=restore_env, shell=True)
     db.sql(f"DROP DATABASE IF EXISTS {name}_restored")
+    shutil.rmtree(fetched, ignore_errors=True)
     res.update({"bare_restore_s": round(t_bare_restore, 2), "restore_s": round(t_restore, 2),
                 "restore_ratio": round(t_restore / t_bare_restore, 3),
                 "restore_peak_rss_mib": round(rss_restore, 1), "load_after": load()})

@@ -1,5 +1,6 @@
 """MySQL backups against a real MariaDB and a real S3 server (moto): the full round trip,
-killed dumps, corrupted objects and the restore drill."""
+killed dumps, corrupted objects and the restore drill (the restore and drill are the scripts the
+cluster runs: tests/backup/shell_restore.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from tests.backup.conftest import FILES, run_script, run_tool
 from tests.backup.servers import MariaDB
+from tests.backup.shell_restore import fetch, restore_mysql, run_drill
 
 SEED = r"""
 CREATE TABLE users (id INT PRIMARY KEY AUTO_INCREMENT, login VARCHAR(64) NOT NULL, note TEXT,
@@ -55,11 +57,6 @@ def dump(db: MariaDB, database: str, root: Path, **extra: str) -> Path:
     return sets[-1]
 
 
-def tool_env(db: MariaDB) -> dict[str, str]:
-    """Point drill/restore at the test server as root over the socket."""
-    return {"SEEK_BACKUP_MYSQL_SOCKET": str(db.socket), "SEEK_BACKUP_MYSQL_USER": "root"}
-
-
 def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, tool_config, s3, bucket, tmp_path):
     """dump -> encrypt -> upload -> verify -> download -> decrypt -> restore gives the same CHECKSUM TABLE."""
     seed(mariadb, "seek_rt", bulk_rows=3000)
@@ -93,8 +90,8 @@ def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, too
     assert fetched_art.read_bytes() == (set_dir / "mysql.sql.zst").read_bytes()
 
     before = mariadb.checksums("seek_rt")
-    run_tool(tool_config, "restore-mysql", "--database", "seek_rt_restored", "--seek-image", "fairdom/seek:1.18.1",
-             env=tool_env(mariadb))
+    restored = restore_mysql(mariadb, Path(fetched), "seek_rt_restored")  # the restore Job's script
+    assert restored.returncode == 0, restored.stdout + restored.stderr
     after = mariadb.checksums("seek_rt_restored")
     assert set(before) == {"users", "content_blobs", "sessions", "empty_things", "bulk"}
     assert {k: v for k, v in before.items() if k != "sessions"} == {k: v for k, v in after.items() if k != "sessions"}
@@ -102,9 +99,12 @@ def test_dump_encrypt_upload_verify_download_restore_same_checksums(mariadb, too
     assert mariadb.sql("SELECT COUNT(*) FROM sessions", "seek_rt_restored").strip() == "0"
     assert mariadb.sql("SELECT login FROM user_logins ORDER BY login", "seek_rt_restored").split("\n")[0] == "alice"
 
-    drill = run_tool(tool_config, "drill", env=tool_env(mariadb))
-    assert "drill OK" in drill.stdout and "3007 rows" in drill.stdout
-    assert "seek_drill" not in mariadb.sql("SHOW DATABASES")
+    # the drill Job's script on the fetched set: every table's count matches, 3007 rows in all
+    drill = run_drill(mariadb, tmp_path / "fetched", tmp_path)
+    assert drill.returncode == 0 and "drill: OK" in drill.stdout, drill.stdout + drill.stderr
+    rows = [line.split() for line in drill.stdout.splitlines() if line.endswith(" ok")]
+    assert sum(int(r[2]) for r in rows) == 3007 and len(rows) == 5, drill.stdout
+    assert "seek_restore_drill" not in mariadb.sql("SHOW DATABASES")
 
 
 def test_gzip_set_round_trip_through_local_restore(mariadb, tool_config, tmp_path):
@@ -114,8 +114,8 @@ def test_gzip_set_round_trip_through_local_restore(mariadb, tool_config, tmp_pat
     set_dir = dump(mariadb, "seek_zst", root, BACKUP_COMPRESSION="gzip")
     assert (set_dir / "mysql.sql.gz").exists()
     assert json.loads((set_dir / "manifest.json").read_text())["artifact"]["compression"] == "gzip"
-    run_tool(tool_config, "restore-mysql", "--local", "--database", "seek_zst_restored", "--seek-image",
-             "fairdom/seek:1.18.1", "--allow-seek-upgrade", env=tool_env(mariadb))
+    restored = restore_mysql(mariadb, set_dir, "seek_zst_restored", RESTORE_ALLOW_SEEK_UPGRADE="true")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
     assert mariadb.checksums("seek_zst")["users"] == mariadb.checksums("seek_zst_restored")["users"]
 
 
@@ -203,14 +203,16 @@ def test_wrong_password_fails_cleanly(mariadb, tmp_path):
     assert not list(tmp_path.glob("mysql/*"))
 
 
-def test_corrupted_object_detected_by_verify_and_drill(mariadb, tool_config, s3, bucket):
+def test_corrupted_object_detected_by_verify_and_fetch(mariadb, tool_config, s3, bucket, tmp_path):
     """One changed byte in the uploaded object: verify (it reads the newest set), verify --deep and the
-    drill all fail loudly."""
+    fetch a restore or a drill of the off-site copy starts with all fail loudly."""
     seed(mariadb, "seek_corrupt", bulk_rows=2000)
     root = Path(json.loads(tool_config.read_text())["root"])
     set_dir = dump(mariadb, "seek_corrupt", root)
     run_tool(tool_config, "offsite")
-    run_tool(tool_config, "drill", env=tool_env(mariadb))  # sound before the corruption
+    sound = fetch(tool_config, tmp_path / "sound")  # sound before the corruption, and it loads
+    assert sound.returncode == 0, sound.stderr
+    assert run_drill(mariadb, tmp_path / "sound", tmp_path).returncode == 0
 
     key = f"seek/mysql/{set_dir.name}/mysql.sql.zst.age"
     obj = s3.get_object(Bucket=bucket, Key=key)
@@ -225,23 +227,25 @@ def test_corrupted_object_detected_by_verify_and_drill(mariadb, tool_config, s3,
     deep = run_tool(tool_config, "verify", "--deep", check=False)
     assert deep.returncode == 1
     assert "FAILED" in deep.stdout and "ciphertext sha256" in deep.stdout
-    drill = run_tool(tool_config, "drill", env=tool_env(mariadb), check=False)
-    assert drill.returncode == 1
-    assert "seek-backup: error:" in drill.stderr and "Traceback" not in drill.stderr
-    assert "seek_drill" not in mariadb.sql("SHOW DATABASES")
+    fetched = fetch(tool_config, tmp_path / "corrupt")
+    assert fetched.returncode == 1
+    assert "seek-backup: error:" in fetched.stderr and "Traceback" not in fetched.stderr
+    assert not list((tmp_path / "corrupt").rglob("manifest.json")), "no complete set to drill or restore"
+    assert "seek_restore_drill" not in mariadb.sql("SHOW DATABASES")
 
 
 def test_drill_fails_when_row_counts_differ(mariadb, tool_config, tmp_path):
-    """A manifest whose counts do not match what loads makes the drill fail."""
+    """A manifest whose counts do not match what loads makes the drill (the drill Job's script) fail."""
     seed(mariadb, "seek_counts")
     root = Path(json.loads(tool_config.read_text())["root"])
     set_dir = dump(mariadb, "seek_counts", root)
     man = json.loads((set_dir / "manifest.json").read_text())
     man["mysql"]["tables"]["users"] = 5
     (set_dir / "manifest.json").write_text(json.dumps(man))
-    drill = run_tool(tool_config, "drill", "--local", env=tool_env(mariadb), check=False)
+    drill = run_drill(mariadb, root, tmp_path)
     assert drill.returncode == 1
-    assert "users: 4 rows after restore, manifest says 5" in drill.stderr
+    assert "RESTORE DRILL FAILED" in drill.stderr
+    assert ["users", "5", "4", "MISMATCH"] in [line.split() for line in drill.stdout.splitlines()], drill.stdout
 
 
 @pytest.mark.parametrize("awk", ["mawk", "gawk"])

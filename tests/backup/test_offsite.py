@@ -17,6 +17,7 @@ import pytest
 
 from tests.backup.conftest import run_script, run_tool
 from tests.backup.servers import free_port, stop_process, wait_port
+from tests.backup.shell_restore import fetch, restore_filestore
 
 # 30 dated backups: 24 nightly ones in October, a second one on three days, 3 older weeklies.
 STAMPS = ([f"202609{d:02d}T020000Z" for d in (5, 12, 19)]
@@ -91,7 +92,8 @@ def test_retention_over_30_dated_objects(tool_config, s3, bucket, filestore):
 
 
 def test_filestore_round_trip(tool_config, filestore, tmp_path):
-    """filestore-backup.sh -> offsite -> restore-filestore gives the same files, bytes and modes."""
+    """filestore-backup.sh -> offsite -> fetch -> restore-filestore.sh (the restore Job's script)
+    gives the same files, bytes and modes."""
     root = Path(json.loads(tool_config.read_text())["root"])
     run_script("filestore-backup.sh", {"FILESTORE_DIR": str(filestore), "BACKUP_ROOT": str(root)})
     set_dir = next((root / "filestore").iterdir())
@@ -99,7 +101,11 @@ def test_filestore_round_trip(tool_config, filestore, tmp_path):
     assert man["filestore"]["files"] == 4 and man["complete"] is True
     run_tool(tool_config, "offsite")
     target = tmp_path / "restored"
-    run_tool(tool_config, "restore-filestore", "--target", str(target))
+    target.mkdir()
+    fetched = fetch(tool_config, tmp_path / "fetched", kind="filestore")
+    assert fetched.returncode == 0, fetched.stderr
+    restored = restore_filestore(Path(fetched.stdout.strip().splitlines()[-1]), target)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
 
     def tree(base: Path) -> dict[str, tuple[str, int]]:
         return {str(p.relative_to(base)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mode)

@@ -1,7 +1,9 @@
 """Restores that cannot destroy data (issue 9, items 7, 9, 10, 11), against a real MariaDB and a
 real S3 server (moto): a corrupted object or a backup of another SEEK version leaves the existing
 database exactly as it was and fails with one line that carries no row data; routine `verify`
-reads the objects."""
+reads the objects. The restore is the one restore.yml runs: `seek_backup fetch` (role backup_fetch)
+proves an off-site set whole into the backup volume, the restore Job's restore-mysql.sh (role
+backup_restore) proves its sha256 again before it drops anything."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from pyrage import x25519
 
 from tests.backup.conftest import run_tool
 from tests.backup.servers import MariaDB
-from tests.backup.test_mysql_roundtrip import dump, seed, tool_env
+from tests.backup.shell_restore import fetch_and_restore, restore_mysql
+from tests.backup.test_mysql_roundtrip import dump, seed
 
 IMAGE = "fairdom/seek:1.18.1"
 SECRET = "alice"  # row data of the seed (users.login): must never appear in an error
@@ -39,18 +42,20 @@ def _uploaded_set(db: MariaDB, tool_config: Path, name: str, image: str = IMAGE)
     return set_dir
 
 
-def _one_line_without_rows(stderr: str) -> str:
+def _one_line_without_rows(stderr: str, prefix: str = "seek-backup: error: ") -> str:
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("seek-backup: error: ") and "Traceback" not in stderr
+    assert lines[0].startswith(prefix) and "Traceback" not in stderr
     for row_data in (SECRET, "\"quoted\"", "(with)", "(x),(y)", "INSERT INTO"):
         assert row_data not in stderr, stderr
     return lines[0]
 
 
-def _restore(tool_config: Path, db: MariaDB, target: str, *extra: str):  # type: ignore[no-untyped-def]
-    return run_tool(tool_config, "--quiet", "restore-mysql", "--database", target, "--seek-image", IMAGE, *extra,
-                    env=tool_env(db), check=False)
+def _no_restore_after(fetched, restored, dest: Path) -> None:  # type: ignore[no-untyped-def]
+    """The fetch failed, so restore.yml stops before the restore Job; no complete set was left
+    behind that a later restore could pick up (no manifest.json, no artifact)."""
+    assert fetched.returncode == 1 and restored is None
+    assert not list(dest.rglob("manifest.json")) and not list(dest.rglob("mysql.sql.*"))
 
 
 def test_manifest_records_the_seek_image(mariadb, tmp_path):
@@ -63,8 +68,8 @@ def test_manifest_records_the_seek_image(mariadb, tmp_path):
 
 
 def test_flipped_ciphertext_byte_leaves_the_database_untouched(mariadb, tool_config, s3, bucket):
-    """One byte flipped in the middle of the stored ciphertext: restore-mysql refuses before it drops
-    anything; the existing database keeps every table and checksum; one line without row data."""
+    """One byte flipped in the middle of the stored ciphertext: the fetch refuses it, so the restore never
+    drops anything; the existing database keeps every table and checksum; one line without row data."""
     set_dir = _uploaded_set(mariadb, tool_config, "seek_flip")
     before = _target(mariadb, "seek_live")
     key = f"seek/mysql/{set_dir.name}/mysql.sql.gz.age"
@@ -73,8 +78,9 @@ def test_flipped_ciphertext_byte_leaves_the_database_untouched(mariadb, tool_con
     data[len(data) // 2] ^= 0x01
     s3.put_object(Bucket=bucket, Key=key, Body=bytes(data), Metadata=obj["Metadata"])
 
-    proc = _restore(tool_config, mariadb, "seek_live")
-    assert proc.returncode == 1
+    dest = Path(json.loads(tool_config.read_text())["root"]) / "restore"
+    proc, restored = fetch_and_restore(mariadb, tool_config, dest, "seek_live")
+    _no_restore_after(proc, restored, dest)
     line = _one_line_without_rows(proc.stderr)
     assert "ciphertext sha256" in line and "nothing was changed" in line
     assert mariadb.checksums("seek_live") == before
@@ -103,8 +109,9 @@ def test_valid_ciphertext_of_wrong_plaintext_leaves_the_database_untouched(maria
                                     "ciphertext-size": str(len(cipher))})
     s3.put_object(Bucket=bucket, Key=key, Body=cipher, Metadata=meta)
 
-    proc = _restore(tool_config, mariadb, "seek_live2")
-    assert proc.returncode == 1
+    dest = Path(json.loads(tool_config.read_text())["root"]) / "restore"
+    proc, restored = fetch_and_restore(mariadb, tool_config, dest, "seek_live2")
+    _no_restore_after(proc, restored, dest)
     line = _one_line_without_rows(proc.stderr)
     assert "plaintext sha256" in line
     assert mariadb.checksums("seek_live2") == before
@@ -112,29 +119,32 @@ def test_valid_ciphertext_of_wrong_plaintext_leaves_the_database_untouched(maria
 
 
 def test_restore_refuses_another_seek_version_unless_told_to_upgrade(mariadb, tool_config):
-    """A dump of 1.17.4 under 1.18.1: refused (database untouched); accepted with --allow-seek-upgrade,
-    which says the upgrade must follow. A dump of a newer SEEK is refused even then."""
+    """A dump of 1.17.4 under 1.18.1 (fetched from the bucket): refused (database untouched); accepted
+    with RESTORE_ALLOW_SEEK_UPGRADE (restore_allow_seek_upgrade), which says the upgrade must follow. A
+    dump of a newer SEEK is refused even then; without the deployed image nothing is restored."""
     _uploaded_set(mariadb, tool_config, "seek_old", image="fairdom/seek:1.17.4")
     before = _target(mariadb, "seek_live3")
-    refused = _restore(tool_config, mariadb, "seek_live3")
+    dest = Path(json.loads(tool_config.read_text())["root"]) / "restore"
+    fetched, refused = fetch_and_restore(mariadb, tool_config, dest, "seek_live3")
+    assert fetched.returncode == 0 and refused is not None, fetched.stderr
     assert refused.returncode == 1
-    line = _one_line_without_rows(refused.stderr)
-    assert "fairdom/seek:1.17.4" in line and "--allow-seek-upgrade" in line
+    line = _one_line_without_rows(refused.stderr, "RESTORE FAILED: ")
+    assert "fairdom/seek:1.17.4" in line and "restore_allow_seek_upgrade=true" in line
     assert mariadb.checksums("seek_live3") == before
+    set_dir = Path(fetched.stdout.strip().splitlines()[-1])
 
-    newer = run_tool(tool_config, "--quiet", "restore-mysql", "--database", "seek_live3", "--seek-image",
-                     "fairdom/seek:1.16.2", "--allow-seek-upgrade", env=tool_env(mariadb), check=False)
+    newer = restore_mysql(mariadb, set_dir, "seek_live3", SEEK_IMAGE="fairdom/seek:1.16.2",
+                          RESTORE_ALLOW_SEEK_UPGRADE="true")
     assert newer.returncode == 1 and "cannot downgrade" in newer.stderr
     assert mariadb.checksums("seek_live3") == before
 
-    missing = run_tool(tool_config, "--quiet", "restore-mysql", "--database", "seek_live3",
-                       env=tool_env(mariadb), check=False)
-    assert missing.returncode == 2 and "--seek-image" in missing.stderr
+    missing = restore_mysql(mariadb, set_dir, "seek_live3", SEEK_IMAGE=None)  # type: ignore[arg-type]
+    assert missing.returncode != 0 and "SEEK_IMAGE" in missing.stderr
     assert mariadb.checksums("seek_live3") == before
 
-    accepted = _restore(tool_config, mariadb, "seek_live3", "--allow-seek-upgrade")
+    accepted = restore_mysql(mariadb, set_dir, "seek_live3", RESTORE_ALLOW_SEEK_UPGRADE="true")
     assert accepted.returncode == 0, accepted.stderr
-    assert "UPGRADE NEEDED" in accepted.stdout and "rake seek:upgrade" in accepted.stdout
+    assert "upgrade must run after this restore" in accepted.stdout and "rake seek:upgrade" in accepted.stdout
     restored, source = mariadb.checksums("seek_live3"), mariadb.checksums("seek_old")
     assert set(restored) == set(source)  # the old tables (projects) are gone, the dump's are there
     assert all(restored[t] == source[t] for t in source if t != "sessions")
@@ -142,7 +152,7 @@ def test_restore_refuses_another_seek_version_unless_told_to_upgrade(mariadb, to
 
 def test_load_error_is_one_line_without_row_data(mariadb, tool_config):
     """A set whose dump is intact (sha256 matches) but does not load: mysql's error quotes the
-    statement; the tool prints one line cut before the quote."""
+    statement; the restore Job prints one line cut before the quote."""
     seed(mariadb, "seek_bad")
     root = Path(json.loads(tool_config.read_text())["root"])
     set_dir = dump(mariadb, "seek_bad", root, SEEK_IMAGE=IMAGE, BACKUP_COMPRESSION="gzip")
@@ -154,10 +164,9 @@ def test_load_error_is_one_line_without_row_data(mariadb, tool_config):
     man["artifact"].update(sha256=hashlib.sha256(art).hexdigest(), size=len(art))
     (set_dir / "manifest.json").write_text(json.dumps(man))
 
-    proc = run_tool(tool_config, "--quiet", "restore-mysql", "--local", "--database", "seek_bad_restored",
-                    "--seek-image", IMAGE, env=tool_env(mariadb), check=False)
+    proc = restore_mysql(mariadb, set_dir, "seek_bad_restored")
     assert proc.returncode == 1
-    line = _one_line_without_rows(proc.stderr)
+    line = _one_line_without_rows(proc.stderr, "RESTORE FAILED: ")
     assert "ERROR 1064" in line and "quoted content omitted" in line
 
 

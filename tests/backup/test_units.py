@@ -12,7 +12,7 @@ import botocore.exceptions
 import pytest
 from pyrage import x25519
 
-from seek_backup import cli, config, crypto, layout, restore, retention
+from seek_backup import cli, config, crypto, layout, retention
 from seek_backup.errors import ConfigError, IntegrityError, StorageError
 from seek_backup.storage import PartUploader, RemoteSet, translate
 
@@ -229,27 +229,7 @@ def test_remote_set_completeness():
     assert rs.complete
 
 
-# ---- restore helpers and CLI formatting ----------------------------------------------------------
-def test_compare_rows_and_decompressor():
-    assert restore.compare_rows({"a": 1, "b": 2}, {"a": 1, "b": 2, "c": 9}) == []
-    assert restore.compare_rows({"a": 1, "b": 2}, {"a": 0}) == [
-        "a: 0 rows after restore, manifest says 1", "b: missing after restore (manifest: 2 rows)"]
-    assert restore.decompressor("mysql.sql.gz") == ["gzip", "-dc"]
-    assert restore.decompressor("mysql.sql.zst")[0] == "zstd"
-    assert restore.decompressor("etcd.db") == ["cat"]
-    assert restore.quote_ident("we`ird") == "`we``ird`"
-
-
-def test_restore_rejects_bad_database_names():
-    with pytest.raises(ConfigError, match="database name"):
-        restore.restore_mysql(config.Config(), "seek; DROP", "mysql.sql.gz", lambda sink: None, {})
-
-
-def test_pipe_into_reports_decompressor_failure(tmp_path):
-    with pytest.raises(IntegrityError, match="gzip -dc failed"):
-        restore.pipe_into(["cat"], "x.gz", lambda sink: sink(b"this is not gzip"))
-
-
+# ---- CLI formatting (the restore is restore-mysql.sh: tests/backup/test_restore_script.py) --------
 def test_cli_formatting():
     assert cli.human_size(512) == "512 B" and cli.human_size(1536) == "1.5 KiB"
     now = datetime(2026, 11, 3, 5, 0, tzinfo=timezone.utc)
@@ -318,44 +298,3 @@ def test_client_error_is_one_line_and_drops_quoted_content():
     assert client_error(b"") == "no error message"
     assert client_error(b"gzip: stdin: invalid compressed data--format violated\n") == \
         "gzip: stdin: invalid compressed data--format violated"
-
-
-@pytest.mark.parametrize("image, version", [
-    ("fairdom/seek:1.18.1", (1, 18, 1)), ("fairdom/seek:1.17", (1, 17)), ("registry:5000/seek:v1.19.0", (1, 19, 0)),
-    ("registry:5000/seek", None), ("fairdom/seek@sha256:" + "a" * 64, None), ("fairdom/seek:main", None),
-])
-def test_seek_version(image, version):
-    assert restore.seek_version(image) == version
-
-
-def test_check_seek_image():
-    from seek_backup.errors import BackupError
-
-    man = {"seek_image": "fairdom/seek:1.17.4"}
-    assert restore.check_seek_image({"seek_image": "fairdom/seek:1.18.1"}, "fairdom/seek:1.18.1", False) is False
-    assert restore.check_seek_image({"seek_image": "mirror/seek:1.18.1"}, "fairdom/seek:1.18.1", False) is False
-    with pytest.raises(BackupError, match="--allow-seek-upgrade"):
-        restore.check_seek_image(man, "fairdom/seek:1.18.1", False)
-    assert restore.check_seek_image(man, "fairdom/seek:1.18.1", True) is True
-    with pytest.raises(BackupError, match="cannot downgrade"):
-        restore.check_seek_image(man, "fairdom/seek:1.16.2", True)
-    with pytest.raises(ConfigError, match="--seek-image"):
-        restore.check_seek_image(man, None, True)
-    with pytest.raises(BackupError, match="does not record"):
-        restore.check_seek_image({}, "fairdom/seek:1.18.1", False)
-    assert restore.check_seek_image({"seek_image": None}, "fairdom/seek:1.18.1", True) is True
-
-
-def test_pipe_into_kills_the_pipeline_on_the_first_integrity_error():
-    """An integrity error from the feeder (a corrupted object mid-stream) stops the decompressor and
-    the loader at once: a loader that would linger is killed, and the error is the feeder's."""
-    import time
-
-    def feed(sink):
-        sink(b"-- first block\n" * 1000)
-        raise IntegrityError("age decryption failed (corrupted object or wrong identity)")
-
-    started = time.monotonic()
-    with pytest.raises(IntegrityError, match="age decryption failed"):
-        restore.pipe_into(["sh", "-c", "cat >/dev/null; sleep 30"], "mysql.sql.gz", feed)
-    assert time.monotonic() - started < 10

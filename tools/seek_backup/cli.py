@@ -1,6 +1,7 @@
 """Command line of the off-site tool: ``python -m seek_backup <command>``.
 
-Commands: offsite, verify, prune, list, fetch, drill, restore-mysql, restore-filestore, summary.
+Commands: offsite, verify, prune, list, fetch, summary. Restores and the drill are the cluster's
+Jobs (roles backup_restore and backups); ``fetch`` brings an off-site set onto the volume for them.
 Every failure ends with one line ``seek-backup: error: ...`` on stderr and a non-zero exit code
 (1 a check failed, 2 configuration, 3 object store unreachable or credentials rejected);
 set SEEK_BACKUP_DEBUG=1 for a traceback.
@@ -13,10 +14,7 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,10 +22,10 @@ from typing import Any
 import botocore.exceptions
 
 from . import config as config_mod
-from . import crypto, layout, restore, retention
+from . import crypto, layout, retention
 from .config import Config
 from .errors import EXIT_CONFIG, EXIT_FAILED, BackupError, ConfigError, IntegrityError, one_line
-from .layout import KINDS, LocalSet
+from .layout import KINDS
 from .storage import Check, RemoteSet, Store, translate
 
 QUIET = False
@@ -79,79 +77,6 @@ def pick_remote(store: Store, kind: str, stamp: str | None) -> RemoteSet:
     if not sets:
         raise BackupError(f"no complete {kind} backup in s3://{store.bucket}/{store.cfg.s3_prefix()}")
     return sets[-1]
-
-
-def pick_local(cfg: Config, kind: str, stamp: str | None) -> LocalSet:
-    """The named or newest complete local set of ``kind``."""
-    sets = [s for s in layout.local_sets(Path(cfg.root), kind) if s.is_complete()]
-    if stamp and stamp != "latest":
-        sets = [s for s in sets if s.stamp == stamp]
-    if not sets:
-        raise BackupError(f"no complete local {kind} backup{' ' + stamp if stamp else ''} under {cfg.root}")
-    return sets[-1]
-
-
-def manifest_for(cfg: Config, args: argparse.Namespace, kind: str) -> dict[str, Any]:
-    """The manifest of the local or remote set the user asked for (nothing else is read)."""
-    if getattr(args, "local", False):
-        return pick_local(cfg, kind, args.stamp).manifest()
-    store = Store(cfg)
-    rs = pick_remote(store, kind, args.stamp)
-    return store.get_manifest(rs.kind, rs.stamp, crypto.load_identities(args.identity or cfg.identity_file))
-
-
-@contextmanager
-def open_source(cfg: Config, args: argparse.Namespace, kind: str,
-                verify_first: bool) -> Iterator[tuple[str, str, dict[str, Any], Callable]]:
-    """(stamp, artifact name, manifest, feeder) for the local or remote set the user asked for.
-
-    ``verify_first`` (restores): the whole object is proven before this yields, so a corrupted
-    backup never reaches the target. A local artifact is hashed against its manifest; a remote one
-    is downloaded as ciphertext into a 0600 spool file in ``spool_dir`` and both digests are
-    checked (``Store.download_verified``); the feeder then decrypts the spool file. Without it
-    (the drill's throwaway database) the object streams straight from the bucket and is checked
-    as it goes. The spool file is removed on the way out, whatever happened.
-    """
-    if getattr(args, "local", False):
-        local = pick_local(cfg, kind, args.stamp)
-        man = local.manifest()
-        path = local.path / man["artifact"]["name"]
-        if layout.sha256_file(path) != man["artifact"]["sha256"]:
-            raise IntegrityError(f"{path}: sha256 differs from its manifest: nothing was changed")
-
-        def feed_local(sink: Callable[[bytes], Any]) -> None:
-            with open(path, "rb") as fh:
-                while block := fh.read(1 << 20):
-                    sink(block)
-
-        yield local.stamp, man["artifact"]["name"], man, feed_local
-        return
-    store = Store(cfg)
-    identities = crypto.load_identities(args.identity or cfg.identity_file)
-    rs = pick_remote(store, kind, args.stamp)
-    man = store.get_manifest(rs.kind, rs.stamp, identities)
-    expected = man["artifact"]["sha256"]
-    if not verify_first:
-        def feed_remote(sink: Callable[[bytes], Any]) -> None:
-            store.stream_artifact(rs, sink, identities, expected)
-
-        yield rs.stamp, man["artifact"]["name"], man, feed_remote
-        return
-    spool_dir = Path(getattr(args, "spool_dir", None) or cfg.spool_dir or tempfile.gettempdir())
-    if not spool_dir.is_dir():
-        raise ConfigError(f"spool_dir {spool_dir} is not a directory (--spool-dir / spool_dir in the config)")
-    with tempfile.TemporaryDirectory(prefix="seek-backup-verify-", dir=spool_dir) as tmp:
-        spool = Path(tmp) / (str(rs.artifact))
-        log(f"downloading {rs.kind}/{rs.stamp} to {spool_dir} and verifying it before anything changes")
-        store.download_verified(rs, spool, identities, expected, log)
-
-        def feed_spool(sink: Callable[[bytes], Any]) -> None:
-            with open(spool, "rb") as fh:
-                _, writer = crypto.decrypt_stream(fh, sink, identities)
-            if writer.sha.hexdigest() != expected:
-                raise IntegrityError(f"{spool}: plaintext sha256 changed after verification")
-
-        yield rs.stamp, man["artifact"]["name"], man, feed_spool
 
 
 VERIFIED_FILE = ".seek-backup-verified.json"
@@ -416,72 +341,40 @@ def cmd_list(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_fetch(cfg: Config, args: argparse.Namespace) -> int:
-    """Download and decrypt a set into ``<dest>/<kind>/<stamp>/`` (a restorable local set)."""
+    """Download a set into ``<dest>/<kind>/<stamp>/`` (a restorable local set), proven whole first.
+
+    The ciphertext is downloaded next to the set and checked (``Store.download_verified``: the
+    ciphertext sha256 and size recorded at upload, then the plaintext sha256 of the manifest) before
+    it is decrypted into the artifact; the manifest is written last, so a failure at any step leaves
+    no complete set for a restore or a drill to pick up.
+    """
     store = Store(cfg)
     identities = crypto.load_identities(args.identity or cfg.identity_file)
     rs = pick_remote(store, args.kind, args.stamp)
     man = store.get_manifest(rs.kind, rs.stamp, identities)
+    expected = man["artifact"]["sha256"]
     out_dir = Path(args.dest) / rs.kind / rs.stamp
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / man["artifact"]["name"]
+    spool = target.with_name(target.name + ".age.part")
     part = target.with_name(target.name + ".part")
+    spool.unlink(missing_ok=True)
     try:
-        with open(part, "wb") as fh:
-            store.stream_artifact(rs, fh.write, identities, man["artifact"]["sha256"])
+        log(f"downloading {rs.kind}/{rs.stamp} and verifying it before it is decrypted")
+        store.download_verified(rs, spool, identities, expected, log)
+        with open(spool, "rb") as src, open(part, "wb") as fh:
+            _, writer = crypto.decrypt_stream(src, fh.write, identities)
+        if writer.sha.hexdigest() != expected:
+            raise IntegrityError(f"{spool}: plaintext sha256 changed after verification: nothing was changed")
         os.replace(part, target)
     except BaseException:
         part.unlink(missing_ok=True)
         raise
+    finally:
+        spool.unlink(missing_ok=True)
     layout.write_json_atomic(out_dir / layout.MANIFEST, man)
-    log(f"fetched {rs.kind}/{rs.stamp} into {out_dir} (sha256 verified)")
+    log(f"fetched {rs.kind}/{rs.stamp} into {out_dir} (ciphertext and plaintext sha256 verified)")
     print(out_dir)
-    return 0
-
-
-def apply_mysql_args(cfg: Config, args: argparse.Namespace) -> Config:
-    """Override the MySQL connection settings from command-line options."""
-    for name in ("mysql_host", "mysql_port", "mysql_user", "mysql_socket", "mysql_password_file"):
-        value = getattr(args, name, None)
-        if value is not None:
-            setattr(cfg, name, value)
-    return cfg
-
-
-def cmd_drill(cfg: Config, args: argparse.Namespace) -> int:
-    """Load the newest (or named) MySQL dump into a throwaway database; compare row counts."""
-    cfg = apply_mysql_args(cfg, args)
-    with open_source(cfg, args, "mysql", verify_first=False) as (stamp, artifact, man, feed):
-        expected = {k: int(v) for k, v in man["mysql"]["tables"].items()}
-        counts = restore.drill(cfg, stamp, artifact, feed, expected, log)
-    print(f"drill OK: mysql/{stamp} loaded, {len(counts)} tables, {sum(counts.values())} rows match the manifest")
-    return 0
-
-
-def cmd_restore_mysql(cfg: Config, args: argparse.Namespace) -> int:
-    """Restore a MySQL dump into ``--database`` (recreated unless --no-recreate).
-
-    Nothing is changed until the SEEK image recorded in the manifest fits ``--seek-image`` and the
-    whole object is proven (see :func:`open_source`).
-    """
-    cfg = apply_mysql_args(cfg, args)
-    deployed = args.seek_image or cfg.seek_image
-    upgrade = restore.check_seek_image(manifest_for(cfg, args, "mysql"), deployed, args.allow_seek_upgrade)
-    with open_source(cfg, args, "mysql", verify_first=True) as (stamp, artifact, man, feed):
-        expected = {k: int(v) for k, v in man["mysql"]["tables"].items()}
-        restore.restore_mysql(cfg, args.database, artifact, feed, expected, recreate=not args.no_recreate, log=log)
-    print(f"restored mysql/{stamp} into {args.database}: row counts match the manifest")
-    if upgrade:
-        print(f"UPGRADE NEEDED: the backup is from {man.get('seek_image') or 'an unrecorded SEEK image'}, "
-              f"{deployed} is deployed: run SEEK's upgrade (rake seek:upgrade; seek.yml's upgrade Job) before "
-              "starting SEEK")
-    return 0
-
-
-def cmd_restore_filestore(cfg: Config, args: argparse.Namespace) -> int:
-    """Extract a filestore archive into ``--target`` (the archive is proven whole first)."""
-    with open_source(cfg, args, "filestore", verify_first=True) as (stamp, artifact, man, feed):
-        restore.restore_filestore(Path(args.target), artifact, feed, clean=args.clean)
-    print(f"restored filestore/{stamp} into {args.target}")
     return 0
 
 
@@ -544,18 +437,6 @@ def build_parser() -> argparse.ArgumentParser:
     def kind_arg(sp: argparse.ArgumentParser, default: str | None = None) -> None:
         sp.add_argument("--kind", choices=KINDS, default=default)
 
-    def mysql_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--mysql-host", dest="mysql_host")
-        sp.add_argument("--mysql-port", dest="mysql_port", type=int)
-        sp.add_argument("--mysql-user", dest="mysql_user")
-        sp.add_argument("--mysql-socket", dest="mysql_socket")
-        sp.add_argument("--mysql-password-file", dest="mysql_password_file")
-
-    def source_opts(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--stamp", help="YYYYMMDDTHHMMSSZ (default: newest)")
-        sp.add_argument("--identity", help="age identity file (default: identity_file)")
-        sp.add_argument("--local", action="store_true", help="use the local set instead of the bucket")
-
     sp = sub.add_parser("offsite", help="encrypt, upload and verify new sets, then prune")
     kind_arg(sp)
     sp.add_argument("--no-prune", action="store_true")
@@ -587,30 +468,6 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--identity")
     sp.add_argument("--dest", required=True)
     sp.set_defaults(func=cmd_fetch)
-
-    sp = sub.add_parser("drill", help="load the newest dump into a throwaway database, compare row counts")
-    source_opts(sp)
-    mysql_opts(sp)
-    sp.set_defaults(func=cmd_drill)
-
-    sp = sub.add_parser("restore-mysql", help="restore a dump into a database")
-    source_opts(sp)
-    mysql_opts(sp)
-    sp.add_argument("--database", required=True)
-    sp.add_argument("--no-recreate", action="store_true", help="load into the existing database as is")
-    sp.add_argument("--seek-image", help="SEEK image that runs on the restored database (default: seek_image); "
-                                         "a backup made under another one is refused")
-    sp.add_argument("--allow-seek-upgrade", action="store_true",
-                    help="accept a backup from an older SEEK; run SEEK's upgrade right after")
-    sp.add_argument("--spool-dir", help="where the ciphertext is verified before use (default: spool_dir or TMPDIR)")
-    sp.set_defaults(func=cmd_restore_mysql)
-
-    sp = sub.add_parser("restore-filestore", help="extract a filestore archive into a directory")
-    source_opts(sp)
-    sp.add_argument("--target", required=True)
-    sp.add_argument("--clean", action="store_true", help="empty the target first (after the archive is verified)")
-    sp.add_argument("--spool-dir", help="where the ciphertext is verified before use (default: spool_dir or TMPDIR)")
-    sp.set_defaults(func=cmd_restore_filestore)
 
     sp = sub.add_parser("summary", help="table of the newest backup of each kind")
     sp.add_argument("--json", action="store_true")

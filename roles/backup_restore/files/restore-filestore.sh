@@ -11,8 +11,15 @@ set -euo pipefail
 fail() { echo "RESTORE FAILED: $*" >&2; exit 1; }
 manifest="$RESTORE_SET_DIR/manifest.json"
 [ -f "$manifest" ] || fail "$manifest is missing: not a complete backup set"
-name=$(sed -n 's/.*"artifact": *{"name": *"\([^"]*\)".*/\1/p' "$manifest")
-expected_sha=$(sed -n 's/.*"artifact": *{[^}]*"sha256": *"\([0-9a-f]\{64\}\)".*/\1/p' "$manifest")
+# The image has no JSON tool: read the flat "artifact" object of the manifest on one line, in any
+# layout (the producer writes it compact, `seek_backup fetch` indented) and any key order.
+flat=$(tr -d '\n\r' < "$manifest")
+artifact_field() {
+  printf '%s' "$flat" | sed -n "s/.*\"artifact\"[[:space:]]*:[[:space:]]*{[^}]*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p"
+}
+name=$(artifact_field name)
+expected_sha=$(artifact_field sha256)
+[[ $expected_sha =~ ^[0-9a-f]{64}$ ]] || fail "$manifest has no artifact sha256"
 case "$name" in
   filestore.tar.gz) decompress=(gzip -dc) ;;
   filestore.tar.zst) decompress=(zstd -qdc) ;;
