@@ -91,7 +91,8 @@ def test_agent_only_run_without_token(tmp_path: Path, node: str) -> None:
 def test_unknown_storage_backend(tmp_path: Path, node: str) -> None:
     inventory = write_inventory(tmp_path, node, servers=1, agents=0, variables={"storage_backend": "ceph"})
     result = run_site(inventory)
-    assert_refused_unchanged(result, node, "storage_backend=ceph is not supported")
+    # The argument specs' choices refuse it first (roles/node_prereq/tasks/validate.yml).
+    assert_refused_unchanged(result, node, "node_prereq_storage_backend must be one of: local-path, nfs, got: ceph")
 
 
 @pytest.mark.parametrize("version", ["1.34.2", "v1.34+k3s1", "latest"])
