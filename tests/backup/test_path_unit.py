@@ -19,7 +19,7 @@ import pytest
 from pyrage import x25519
 
 from tests.backup.conftest import FILES, REPO
-from tests.backup.servers import MariaDB, free_port, stop_process, wait_port
+from tests.backup.servers import MariaDB, free_port, stop_process
 from tests.backup.test_mysql_roundtrip import seed
 from tests.cluster.node_container import IMAGE, docker_ready, remove_node, wait_booted
 
