@@ -99,5 +99,5 @@ def test_bad_reindex_timeout_stops_restore_before_any_change(tmp_path: Path) -> 
                            "seek_reindex_timeout_seconds": "soon"})
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "seek_reindex_timeout_seconds must be an integer" in output, output[-4000:]
+    assert "seek_reindex_timeout_seconds" in output, output[-4000:]
     assert "Find or fetch the backup sets" not in output, "a later play ran"
