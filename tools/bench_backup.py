@@ -264,7 +264,10 @@ def bench_size(db: MariaDB, moto: Moto, work: Path, size_gb: float, comp: str, r
                                    "endpoint_url": moto.endpoint, "access_key_id": "bench",
                                    "secret_access_key": "bench", "addressing_style": "path",
                                    "recipients": [str(ident.to_public())], "identity_file": str(work / "identity.txt"),
-                                   "mysql_socket": str(db.socket), "mysql_user": "root", "spool_dir": str(work)}))
+                                   "mysql_socket": str(db.socket), "mysql_user": "root", "spool_dir": str(work),
+                                   # moto joins a multipart upload in Python: at 4 GB on a busy machine
+                                   # CompleteMultipartUpload outlasts the 60 s default and its retry fails
+                                   "read_timeout": 900}))
         cfg.chmod(0o600)
         watcher = QueueWatcher(root, [sys.executable, "-m", "seek_backup", "--config", str(cfg), "offsite",
                                       "--no-prune"], env)
