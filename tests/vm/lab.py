@@ -339,8 +339,12 @@ def _wait_for_ssh(state: State, timeout: float) -> None:
             if not _ours(guest.pid, state.directory):
                 raise LabError(f"QEMU for {name} exited while booting; its console ends:\n"
                                f"{_console_tail(guest)}")
-            done = subprocess.run(ssh_argv(state, guest, "systemctl", "is-system-running", "--wait"),
-                                  capture_output=True, text=True, timeout=timeout, check=False)
+            remaining = max(1.0, timeout - (time.monotonic() - started))
+            try:
+                done = subprocess.run(ssh_argv(state, guest, "systemctl", "is-system-running", "--wait"),
+                                      capture_output=True, text=True, timeout=remaining, check=False)
+            except subprocess.TimeoutExpired:
+                continue  # the deadline check below says so
             # 0: running, 1 with output: degraded or similar, but SSH answers and systemd is up.
             if done.returncode == 0 or done.stdout.strip() in ("degraded", "running"):
                 _log(f"{name} answers on 127.0.0.1:{guest.ssh_port} "
