@@ -1,5 +1,6 @@
-"""Unit tests of the backup filter plugins: cron interval (role backups), Job state and replicas
-(role k8s_job_state, shared by backup_run, backup_restore and seek_reindex)."""
+"""Unit tests of the backup filter plugins: cron interval (role backups), Job state (role
+k8s_objects, the one reader of a Job's outcome, used by backup_run, backup_restore and
+seek_reindex) and replicas (role backup_restore)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 from tests.backup_k8s.helpers import REPO, ROLE
 
 sys.path.insert(0, str(ROLE / "filter_plugins"))
-sys.path.insert(0, str(REPO / "roles" / "k8s_job_state" / "filter_plugins"))
+sys.path.insert(0, str(REPO / "roles" / "k8s_objects" / "filter_plugins"))
+sys.path.insert(0, str(REPO / "roles" / "backup_restore" / "filter_plugins"))
 from cron_interval import CronError, cron_min_interval, cron_valid  # noqa: E402
-from job_state import backup_job_detail, backup_job_state, backup_replicas_before_restore  # noqa: E402
+from k8s_objects import k8s_objects_job_failure, k8s_objects_job_state  # noqa: E402
+from restore_replicas import backup_replicas_before_restore  # noqa: E402
 
 
 @pytest.mark.parametrize("schedule, seconds", [
@@ -41,13 +44,13 @@ def test_cron_invalid(schedule) -> None:
 
 def test_job_state_and_detail() -> None:
     """Only the final Complete/Failed conditions finish a Job."""
-    assert backup_job_state({}) == "running"
-    assert backup_job_state({"status": {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]}}) == "running"
-    assert backup_job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == "succeeded"
+    assert k8s_objects_job_state({}) == "running"
+    assert k8s_objects_job_state({"status": {"conditions": [{"type": "SuccessCriteriaMet", "status": "True"}]}}) == "running"
+    assert k8s_objects_job_state({"status": {"conditions": [{"type": "Complete", "status": "True"}]}}) == "succeeded"
     failed = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded",
                                          "message": "Job was active longer than specified deadline"}]}}
-    assert backup_job_state(failed) == "failed"
-    assert backup_job_detail(failed).startswith("DeadlineExceeded: Job was active")
+    assert k8s_objects_job_state(failed) == "failed"
+    assert k8s_objects_job_failure(failed, detail=True).startswith("DeadlineExceeded: Job was active")
 
 
 def test_replicas_before_restore() -> None:

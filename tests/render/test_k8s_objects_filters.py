@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "roles" / "k8s_obje
 from k8s_objects import (  # noqa: E402
     k8s_objects_failed_jobs,
     k8s_objects_job_failure,
+    k8s_objects_job_state,
     k8s_objects_settled,
 )
 
@@ -33,6 +34,7 @@ def job(**status: Any) -> dict[str, Any]:
 
 
 FAILED = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
+COMPLETE = {"type": "Complete", "status": "True"}
 
 
 @pytest.mark.parametrize(("obj", "kind", "settled"), [
@@ -48,7 +50,10 @@ FAILED = {"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}
     (statefulset(observedGeneration=2, readyReplicas=1, updateRevision="b", currentRevision="b"), "StatefulSet", False),
     (statefulset(observedGeneration=3, readyReplicas=1, updateRevision="b", currentRevision="b"), "StatefulSet", True),
     (job(active=1), "Job", False),
-    (job(succeeded=1), "Job", True),
+    # succeeded counted but Complete not yet set (SuccessCriteriaMet, pods being cleaned up): running
+    (job(succeeded=1, conditions=[{"type": "SuccessCriteriaMet", "status": "True"}]), "Job", False),
+    (job(succeeded=1, conditions=[COMPLETE]), "Job", True),
+    (job(failed=1, conditions=[{"type": "FailureTarget", "status": "True"}]), "Job", False),
     (job(failed=7, conditions=[FAILED]), "Job", True),
     (job(conditions=[{"type": "Failed", "status": "False"}]), "Job", False),
 ])
@@ -65,11 +70,21 @@ def test_unknown_kind_is_refused() -> None:
 
 def test_job_failure_and_failed_jobs() -> None:
     """The reason of a failed Job, nothing for a succeeded one; only failed Jobs are selected."""
-    failed, succeeded = job(conditions=[FAILED]), job(succeeded=1)
+    failed, succeeded = job(conditions=[FAILED]), job(succeeded=1, conditions=[COMPLETE])
     assert k8s_objects_job_failure(failed) == "DeadlineExceeded"
+    assert k8s_objects_job_failure(failed, detail=True) == "DeadlineExceeded"  # no message: the reason alone
     assert k8s_objects_job_failure(succeeded) == ""
     assert k8s_objects_job_failure(job(active=1)) == ""
     results = [{"__k8s_objects_workload": {"kind": "Job", "name": "a"}, "resources": [failed]},
                {"__k8s_objects_workload": {"kind": "Job", "name": "b"}, "resources": [succeeded]},
                {"__k8s_objects_workload": {"kind": "Deployment", "name": "c"}, "resources": [deployment()]}]
     assert [r["__k8s_objects_workload"]["name"] for r in k8s_objects_failed_jobs(results)] == ["a"]
+
+
+def test_job_state_reads_only_the_final_conditions() -> None:
+    """Complete/Failed True finish a Job; a succeeded count, interim or False conditions do not."""
+    assert k8s_objects_job_state(job(conditions=[COMPLETE])) == "succeeded"
+    assert k8s_objects_job_state(job(conditions=[FAILED])) == "failed"
+    assert k8s_objects_job_state(job(succeeded=1)) == "running"
+    assert k8s_objects_job_state(job(conditions=[{"type": "Complete", "status": "False"}])) == "running"
+    assert k8s_objects_job_state(None) == "running"
