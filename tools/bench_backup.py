@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "tools"), str(ROOT)]
 
-from tests.backup.servers import MariaDB, Moto  # noqa: E402
+from tests.backup_tools.servers import MariaDB, Moto  # noqa: E402
 from typing import Any  # noqa: E402
 
 SCRIPT = ROOT / "roles" / "backups" / "files" / "mysql-backup.sh"

@@ -3,7 +3,7 @@
 
 Starts the test control plane (etcd, kube-apiserver, kube-controller-manager built from the
 Kubernetes Go modules; see docs/testing-controlplane.md) in a temporary directory, installs the
-stand-in CRDs of tests/seek_api/crds, converges one configuration once, then times N re-runs
+stand-in CRDs of tests/platform_api/crds, converges one configuration once, then times N re-runs
 (default 5) that must each report changed=0, and prints the median. Waits are disabled (no
 kubelet runs the pods), so the figure is the cost of the API round-trips and of Ansible itself.
 
@@ -26,7 +26,7 @@ if str(REPO_ROOT) not in sys.path:
 
 from tests.controlplane import cluster  # noqa: E402
 from tests.render.harness import CONFIGS, make_inventory, run_playbooks  # noqa: E402
-from tests.seek_api.conftest import NO_WAIT, install_test_crds, parse_recap  # noqa: E402
+from tests.platform_api.conftest import NO_WAIT, install_test_crds, parse_recap  # noqa: E402
 
 
 def bench(runs: int, config_name: str, log=print) -> dict[str, object]:

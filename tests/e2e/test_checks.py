@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backup_k8s.test_summary import JOBS_OK, OFFSITE_OK, PLAYBOOK, SETS_OK
-from tests.backup_k8s.helpers import run_playbook
+from tests.backup_roles.test_summary import JOBS_OK, OFFSITE_OK, PLAYBOOK, SETS_OK
+from tests.backup_roles.helpers import run_playbook
 from tests.e2e import checks
 from tests.e2e.__main__ import _list
 

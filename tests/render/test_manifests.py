@@ -2,7 +2,7 @@
 
 Built-in kinds go through ``kubernetes-validate --strict`` for Kubernetes 1.34; the custom
 resources (HelmChart, HelmChartConfig, ClusterIssuer) are checked against the CRD schemas the
-API tests install (tests/seek_api/crds), with unknown fields rejected.
+API tests install (tests/platform_api/crds), with unknown fields rejected.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import yaml
 from tests.render.conftest import Rendered
 
 KUBERNETES_VERSION = "1.34.0"
-CRD_DIR = Path(__file__).resolve().parents[1] / "seek_api" / "crds"
+CRD_DIR = Path(__file__).resolve().parents[1] / "platform_api" / "crds"
 CUSTOM_GROUPS = ("helm.cattle.io/", "cert-manager.io/")
 
 EXPECTED_COMMON = {
