@@ -123,3 +123,18 @@ def platform(kube_api: Any, tmp_path_factory: pytest.TempPathFactory) -> Platfor
                                                   "seek_image": "fairdom/seek:1.18.0"},
                                       env=kube_api.env))
     return Platform(kube_api=kube_api, inventory=inventory, config=config, first=first)
+
+
+def converge_twice(kube_api: Any, directory: Path, config_name: str, namespace: str) -> None:
+    """Converge platform.yml + seek.yml for ``config_name`` into ``namespace``, then again:
+    both runs succeed and the second reports changed=0."""
+    install_test_crds(kube_api)
+    config = CONFIGS[config_name]
+    inventory = make_inventory(directory, config, kubeconfig=kube_api.kubeconfig)
+    extra = {**config.extra, **NO_WAIT, "seek_namespace": namespace}
+    first = parse_recap(run_playbooks(inventory, extra, env=kube_api.env))
+    assert first.returncode == 0, first.output[-6000:]
+    assert first.changed > 0
+    second = parse_recap(run_playbooks(inventory, extra, env=kube_api.env))
+    assert second.returncode == 0, second.output[-6000:]
+    assert second.changed == 0, changed_tasks(second.output)

@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.render.harness import CONFIGS, make_inventory, run_playbooks
-from tests.platform_api.conftest import NO_WAIT, changed_tasks, install_test_crds, parse_recap
+from tests.platform_api.conftest import converge_twice
 
 pytestmark = pytest.mark.controlplane
 
@@ -17,16 +16,7 @@ NAMESPACE = "seek-localpath"
 
 def test_localpath_nginx_converges_idempotently(kube_api: Any, tmp_path) -> None:
     """Every object the layers rely on is stored, the controllers act on them, second run changed=0."""
-    install_test_crds(kube_api)
-    config = CONFIGS["single-localpath-nginx-notls"]
-    inventory = make_inventory(tmp_path, config, kubeconfig=kube_api.kubeconfig)
-    extra = {**config.extra, **NO_WAIT, "seek_namespace": NAMESPACE}
-    first = parse_recap(run_playbooks(inventory, extra, env=kube_api.env))
-    assert first.returncode == 0, first.output[-6000:]
-    assert first.changed > 0
-    second = parse_recap(run_playbooks(inventory, extra, env=kube_api.env))
-    assert second.returncode == 0, second.output[-6000:]
-    assert second.changed == 0, changed_tasks(second.output)
+    converge_twice(kube_api, tmp_path, "single-localpath-nginx-notls", NAMESPACE)
 
     for kind, name in [("secret", "mysql-credentials"), ("service", "mysql"),
                        ("statefulset", "mysql"), ("statefulset", "solr"),
