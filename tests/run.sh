@@ -68,7 +68,7 @@ step "pytest" pytest
 # molecule nodes-vm boots three QEMU guests. With working KVM it fits the budget; under TCG
 # (software emulation, as on the 2-core development machine) one converge took over 40 minutes,
 # so there it runs only when asked (SEEK_K3S_VM_TESTS=1). See docs/lab.md.
-vm_accel=$(python3 -m tests.vm accel 2>/dev/null || echo none)
+vm_accel=$(python3 -m tests.vm accel </dev/null 2>/dev/null || echo none)
 for scenario in molecule/*/; do
   scenario=$(basename "$scenario")
   [[ " ${network_scenarios[*]} " == *" $scenario "* ]] && continue

@@ -130,7 +130,9 @@ def _kvm_works(image: Image) -> bool:
             [QEMU, "-accel", "kvm", "-cpu", "host", "-m", "256", "-nodefaults", "-no-user-config",
              "-display", "none", "-serial", "stdio", "-no-reboot", "-kernel", str(image.kernel),
              "-append", "console=ttyS0 panic=-1 root=/dev/nonexistent"],
-            capture_output=True, timeout=30, check=False)
+            # QEMU's -serial stdio sets O_NONBLOCK on the stdin it is given, and the flag stays
+            # on the caller's terminal or pipe (Ansible then refuses to run): never hand it ours.
+            stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
     except subprocess.TimeoutExpired:
         return False
     return done.returncode == 0 and b"Linux version" in done.stdout and b"Kernel panic" in done.stdout
