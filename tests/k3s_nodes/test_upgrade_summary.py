@@ -89,6 +89,13 @@ def run_summary(kube_api: KubeAPI, tmp_path: Path, upgrade: list[str]) -> subpro
 
 @pytest.fixture()
 def old_nodes(kube_api: KubeAPI):
+    # The plays read every Node of the cluster. Other test files of the session (which ones
+    # depends on pytest-xdist's distribution) register Nodes of their own and leave them: start
+    # from a cluster that has only these.
+    names = kube_api.run_kubectl("get", "nodes", "-o", "name").stdout.split()
+    strangers = [name.removeprefix("node/") for name in names if name.removeprefix("node/") not in NODES]
+    if strangers:
+        kube_api.run_kubectl("delete", "node", *strangers, "--ignore-not-found")
     for name in NODES:
         set_node_version(kube_api, name, "v1.33.6+k3s1")
     yield NODES
