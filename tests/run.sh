@@ -66,7 +66,7 @@ step "molecule syntax of the networked scenarios" network_syntax
 step "workflow lint (actionlint, zizmor)" tests/lint-workflows.sh
 # Two workers (pytest-xdist), a test file each at a time: files keep their order and module
 # fixtures; each worker starts its own control plane, MariaDB and S3 servers on free ports. On
-# 2 cores this took pytest from 34.5 to about 19 minutes (docs/ci.md).
+# 2 cores this took pytest from 34.5 to 20.5 minutes (502 tests; docs/ci.md).
 step "pytest (2 workers)" pytest -n 2 --dist loadfile --durations=20
 # molecule nodes-vm boots three QEMU guests: under KVM where it really works, else under software
 # emulation (TCG), as on the 2-core development machine, where it takes about 12 minutes.
