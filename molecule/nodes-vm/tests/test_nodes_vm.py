@@ -285,7 +285,7 @@ def rebooted_agent():
     h.check_output("systemd-run --on-active=2 /bin/systemctl reboot")
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        time.sleep(10)
+        time.sleep(5)
         now = boot_id(h)
         if now and now != before and h.run("systemctl is-system-running --wait").stdout.strip() in (
                 "running", "degraded"):
