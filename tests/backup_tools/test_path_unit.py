@@ -5,6 +5,7 @@ the bind-mounted backup root, as a backup Job writes it to the hostPath."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -50,15 +51,39 @@ def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=120)
 
 
+def bridge_gateway() -> tuple[str, str]:
+    """(gateway, '') with the default bridge network's IPv4 gateway as its interface holds it, or
+    ('', why this machine cannot listen on it).
+
+    Docker 20.10 does not always report it: with docker0 unaddressed at start, initBridgeDriver
+    (moby/moby daemon/daemon_unix.go, tag v20.10.24) elects a free pool such as 172.17.0.0/16 and
+    leaves IpamConf.Gateway empty (its host part is zero); libnetwork then asks IPAM for the first free
+    address (vendor/github.com/docker/libnetwork/network.go, ipamAllocateVersion), the bridge driver puts
+    it on the interface (drivers/bridge/bridge.go processIPAM, setup_ipv4.go setupBridgeIPv4), but
+    `docker network inspect` shows only the configured Gateway (daemon/network.go, buildIpamResources).
+    A reported Gateway is that same interface address, so the interface is read on every engine."""
+    net = json.loads(docker("network", "inspect", "bridge", "-f", "{{json .}}").stdout)
+    subnets = [ipaddress.ip_network(c["Subnet"]) for c in net["IPAM"]["Config"] or []
+               if ipaddress.ip_network(c["Subnet"]).version == 4]
+    iface = (net.get("Options") or {}).get("com.docker.network.bridge.name", "docker0")
+    res = subprocess.run(["ip", "-4", "-j", "addr", "show", "dev", iface], capture_output=True, text=True, timeout=30)
+    held = [a["local"] for link in (json.loads(res.stdout) if res.returncode == 0 else [])
+            for a in link["addr_info"] if any(ipaddress.ip_address(a["local"]) in s for s in subnets)]
+    if not held:
+        return "", (f"the Docker bridge's interface {iface} holds no address in {[str(s) for s in subnets]} "
+                    "in this network namespace (a rootless or remote engine): moto cannot listen on its gateway")
+    return held[0], ""
+
+
 @pytest.fixture()
 def bridge_moto(tmp_path: Path) -> Iterator[str]:
     """moto on the Docker bridge's gateway address, reachable from the container and the host."""
     reason = docker_ready()
     if reason:
         pytest.skip(reason)
-    gateway = docker("network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}}{{end}}").stdout.strip()
-    if not gateway:
-        pytest.skip("the Docker bridge network has no gateway address")
+    gateway, reason = bridge_gateway()
+    if reason:
+        pytest.skip(reason)
     port = free_port()
     proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", gateway, "-p", str(port)],
                             stdout=open(tmp_path / "moto.log", "ab"), stderr=subprocess.STDOUT)
