@@ -32,23 +32,10 @@ syntax_check() {
   return $rc
 }
 
-# The scenarios that download k3s (and, for `full`, the SEEK, MySQL and Solr images) need
-# network; without it they are skipped, saying why. Users' CI runs them.
+# The scenarios that download k3s (and, for `full`, the SEEK, MySQL and Solr images) are run by
+# users' CI, one job each (.github/workflows/ci.yml); make test never runs them whole, wherever it
+# runs. Here they run inside the workflow under act, up to the k3s download (the last step).
 network_scenarios=(k3s k3s-ha k3s-upgrade full)
-k3s_scenarios() {
-  local url probe scenario
-  url="$(sed -n 's/^k3s_release_url: //p' roles/k3s/defaults/main.yml)/$(sed -n 's/^k3s_version: //p' roles/k3s/defaults/main.yml | sed 's/+/%2B/')/sha256sum-amd64.txt"
-  if ! probe=$(curl -fsSIL --max-time 15 "$url" 2>&1 >/dev/null); then
-    echo "SKIPPED molecule ${network_scenarios[*]}: they download the k3s release and it cannot be"
-    echo "        reached from here ($url: ${probe:-no answer}). Run them where there is network:"
-    for scenario in "${network_scenarios[@]}"; do echo "        molecule test -s $scenario"; done
-    return 0
-  fi
-  for scenario in "${network_scenarios[@]}"; do
-    [ -d "molecule/$scenario" ] || continue
-    molecule test -s "$scenario" || return 1
-  done
-}
 
 network_syntax() {
   local scenario
@@ -84,7 +71,10 @@ vm_leftovers() {
   echo "no guest or switch of molecule nodes-vm is left running"
 }
 step "VM guests of molecule nodes-vm stopped" vm_leftovers
-step "molecule ${network_scenarios[*]} (need network)" k3s_scenarios
+# Users' CI: the workflow run by nektos/act as a GitHub runner would run it, each scenario job up
+# to the k3s download, where it must fail (tests/users_ci). Skipped on GitHub, which runs the
+# workflow itself.
+step "users' CI under act (the workflow up to the k3s download)" pytest -m users_ci tests/users_ci
 
 echo
 [ ${#failed[@]} -eq 0 ] || printf 'FAILED steps: %s\n' "${failed[*]}"

@@ -1,0 +1,153 @@
+"""Users' CI (.github/workflows/ci.yml) run here by nektos/act, up to the network boundary.
+
+Each scenario job must pass every step up to molecule, have molecule create and prepare the
+nodes and converge until the k3s download, and fail exactly there, naming the release URL; its
+diagnostics must reach the artifact folder, after a failure and after a cancellation (what a job
+timeout is on GitHub). The test job runs every step but its own `make test` (.ci/run runs that).
+The harness (tests/users_ci/harness.py) says what is real and what stands in.
+
+`make test` runs this folder as a step of its own (tests/run.sh); GitHub runs the workflow
+itself, so there it is skipped, saying so.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.users_ci import harness
+
+pytestmark = [pytest.mark.users_ci, pytest.mark.skipif(
+    os.environ.get("GITHUB_ACTIONS") == "true" or os.environ.get("ACT") == "true",
+    reason="on GitHub (or under act) the workflow's own jobs run; act would run them a second time")]
+
+WORKFLOW = yaml.safe_load(harness.WORKFLOW.read_text())
+SCENARIOS = [entry["scenario"] for entry in WORKFLOW["jobs"]["scenarios"]["strategy"]["matrix"]["include"]]
+MOLECULE_STEP = "molecule test"
+K3S_VERSION = yaml.safe_load((harness.ROOT / "roles/k3s/defaults/main.yml").read_text())["k3s_version"]
+RELEASE_URL = yaml.safe_load((harness.ROOT / "roles/k3s/defaults/main.yml").read_text())["k3s_release_url"]
+# This machine refuses privileged containers (runc cannot apply every capability here), so the
+# node containers run with the capabilities the molecule nodes scenario uses instead; nothing
+# before the k3s download needs more. On GitHub they are privileged (the scenarios' default).
+NODE_ENV = {"SEEK_K3S_NODE_PRIVILEGED": "false"}
+
+
+def step_names(job: str) -> list[str]:
+    """Return the names act gives the job's steps (a `uses:` step without a name: its reference)."""
+    return [step.get("name") or step["uses"] for step in WORKFLOW["jobs"][job]["steps"]]
+
+
+def containers(prefix: str) -> list[str]:
+    """Return the Docker containers whose names start with prefix."""
+    out = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], check=True, capture_output=True,
+                         text=True).stdout.split()
+    return [name for name in out if name.startswith(prefix)]
+
+
+def platforms(scenario: str) -> list[str]:
+    """Return the node container names of a scenario."""
+    config = (harness.ROOT / "molecule" / scenario / "molecule.yml").read_text()
+    return [p["name"] for p in yaml.safe_load(config)["platforms"]]
+
+
+@pytest.fixture(scope="module")
+def act() -> harness.Act:
+    """The runner user, act and the stand-ins, prepared once for the module."""
+    return harness.Act()
+
+
+def test_workflow_runs_only_the_actions_the_stand_ins_serve() -> None:
+    """Every `uses:` is pinned by a 40-hex SHA and has a stand-in (else act would go to GitHub)."""
+    pins = harness.workflow_actions()
+    assert pins, "the workflow uses no action"
+    for action, sha in pins.items():
+        assert len(sha) == 40 and all(c in "0123456789abcdef" for c in sha), f"{action}@{sha} is not a SHA"
+        owner, name = action.split("/")[:2]
+        assert owner == "actions" and name in harness.ACTIONS, f"no stand-in for {action}"
+        assert (harness.STANDINS / "/".join(action.split("/")[1:]) / "action.yml").is_file(), action
+
+
+def test_test_job_runs_every_step_but_make_test(act: harness.Act) -> None:
+    """The test job passes every step under act; only `make test` itself is left to .ci/run."""
+    run = act.run("test", "test-job")
+    ran = [s.name for s in run.main_steps()]
+    expected = [name for name in step_names("test") if not name.startswith(("make test", "Collect", "Upload"))]
+    assert ran == expected, run.log[-3000:]
+    failed = [s.name for s in run.steps if s.result != "success"]
+    assert not failed and run.result == "success", f"failed: {failed}\n{run.log[-3000:]}"
+    setup = run.step("make setup")
+    assert any("Successfully installed" in line or "python3.11 -m venv" in line or "venv" in line
+               for line in setup.output), setup.output[-20:]
+
+
+def download_failure(log: str) -> tuple[str, str]:
+    """Return the task and the text of the first failure in Ansible's log (ANSIBLE_LOG_PATH)."""
+    task, lines, failure = "", [], []
+    for line in log.splitlines():
+        text = line.split(" | ", 1)[1] if " | " in line else line
+        if text.startswith("TASK ["):
+            task = text
+        elif text.startswith(("fatal:", "failed:")) or failure:
+            failure.append(text)
+            if len(failure) > 12:
+                break
+        lines.append(text)
+    assert failure, "Ansible's log shows no failed task"
+    return task, "\n".join(failure)
+
+
+def check_diagnostics(run: harness.JobRun, scenario: str) -> str:
+    """Check the uploaded diagnostics hold Ansible's log and each node's journal; return the log."""
+    artifact = run.artifacts / f"molecule-{scenario}"
+    files = sorted(str(p.relative_to(artifact)) for p in artifact.rglob("*") if p.is_file())
+    for node in platforms(scenario):
+        assert f"journal-{node}.txt" in files, files
+    assert "ansible.log" in files and "molecule/state.yml" in files, files
+    return (artifact / "ansible.log").read_text()
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_scenario_job_fails_exactly_at_the_k3s_download(act: harness.Act, scenario: str) -> None:
+    """Each scenario job is green up to molecule, and molecule stops at the k3s download."""
+    run = act.run("scenarios", f"scenario-{scenario}", matrix={"scenario": scenario}, env=NODE_ENV)
+    names = [s.name for s in run.main_steps()]
+    molecule_at = next(i for i, name in enumerate(names) if name.startswith(MOLECULE_STEP))
+    before = run.main_steps()[:molecule_at]
+    assert [s.name for s in before] == step_names("scenarios")[:molecule_at]
+    assert all(s.result == "success" for s in before), [(s.name, s.result) for s in before]
+
+    molecule = run.main_steps()[molecule_at]
+    output = "\n".join(molecule.output)
+    assert molecule.result == "failure", output[-3000:]
+    # molecule created and prepared the nodes, then converged until the download.
+    for action in ("syntax", "create", "prepare"):
+        assert f"{scenario} ➜ {action}: Executed: Successful" in output, f"{action}:\n{output[-3000:]}"
+    assert f"{scenario} ➜ converge: Executed: Failed" in output, output[-3000:]
+
+    task, failure = download_failure(check_diagnostics(run, scenario))
+    assert task.startswith("TASK [k3s : Install | Download the k3s binary"), f"{task}\n{failure}"
+    assert "Request failed" in failure, failure
+    assert re.search(re.escape(RELEASE_URL) + r"/v1\.\d+\.\d+%2Bk3s\d+/sha256sum-amd64\.txt", failure), failure
+
+    after = {s.name: s.result for s in run.main_steps()[molecule_at + 1:]}
+    assert after == {name: "success" for name in step_names("scenarios")[molecule_at + 1:]}, after
+    assert not containers(platforms(scenario)[0]), "molecule destroy left the node containers"
+
+
+def test_cancelled_scenario_leaves_its_diagnostics(act: harness.Act) -> None:
+    """A job cancelled while molecule converges (a timeout on GitHub) still uploads its logs."""
+    scenario = "k3s"
+    run = act.run("scenarios", "cancelled", matrix={"scenario": scenario}, env=NODE_ENV,
+                  cancel_at=f"{scenario} ➜ converge: Executing")
+    results = {s.name: s.result for s in run.main_steps()}
+    assert run.result == "failure", results
+    assert results.get("molecule test (kept on failure for the logs)") == "failure", results
+    assert "this step has been cancelled" in run.log, "act did not cancel the molecule step"
+    for name in ("Collect events, pod logs and the nodes' journals", "Upload the diagnostics", "molecule destroy"):
+        assert results.get(name) == "success", results
+    log = check_diagnostics(run, scenario)
+    assert "PLAY [Pre-flight" in log, "Ansible's log stops before converge"
+    assert not containers(platforms(scenario)[0])
