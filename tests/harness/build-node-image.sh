@@ -23,6 +23,10 @@ case $suite in
   *) log "no recipe for $suite (Debian bookworm or trixie, Ubuntu jammy or noble)"; exit 2 ;;
 esac
 
+# One build at a time per image on this machine (jobs that share a machine, as under act in
+# tests/users_ci, all ask for it at once): the others wait, then find it up to date.
+exec 9>"/var/lock/seek-k3s-node-image-$suite.lock"
+flock 9
 if [ "${FORCE:-0}" != 1 ] &&
   [ "$(docker image inspect -f '{{ index .Config.Labels "seek-k3s.recipe" }}' "$image" 2>/dev/null)" = "$recipe" ]; then
   log "$image is up to date (recipe $recipe)"
@@ -97,8 +101,8 @@ fi
 
 command -v debootstrap >/dev/null 2>&1 || {
   log "installing debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null ||
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap >/dev/null ||
+    { apt-get -o DPkg::Lock::Timeout=600 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq debootstrap >/dev/null; }
 }
 # An older debootstrap (Debian bookworm's) has no script named after a newer Ubuntu release; every
 # Ubuntu release since 7.10 uses the one named gutsy.

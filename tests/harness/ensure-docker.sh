@@ -15,8 +15,8 @@ fi
 if ! command -v dockerd >/dev/null 2>&1; then
   log "dockerd is missing: installing Debian's docker.io"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends docker.io >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends docker.io >/dev/null
 fi
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then

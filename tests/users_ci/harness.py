@@ -19,6 +19,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -184,9 +185,13 @@ class Act:
                 # Plain output, as the rest of make test (tests/run.sh): the test reads it.
                 "NO_COLOR": "1", "PY_COLORS": "0", "ANSIBLE_NOCOLOR": "1", **extra}
 
-    def run(self, job: str, name: str, *, matrix: dict[str, str] | None = None,
-            env: dict[str, str] | None = None, timeout: int = 1800, cancel_at: str = "") -> JobRun:
-        """Run one job (one matrix entry) of the workflow on a push to main; return what act reported.
+    def run(self, name: str, *, job: str = "", matrix: list[tuple[str, str]] = (),
+            env: dict[str, str] | None = None, timeout: int = 2400, cancel_at: str = "") -> WorkflowRun:
+        """Run the workflow (or one job) on a push to main; return what act reported of each job.
+
+        matrix filters the legs as act's --matrix does: a leg with one of these keys runs only
+        with one of the values given for it; a leg without the key always runs. Jobs and legs
+        run concurrently, as on GitHub.
 
         With cancel_at, act is interrupted (SIGINT) as soon as its log holds that text: act then
         cancels the job as GitHub does on a timeout or a cancel (steps re-evaluate their `if:`).
@@ -200,13 +205,15 @@ class Act:
             "full_name": "seek4science/seek-k3s", "default_branch": "main"}}))
         _run("chown", "-R", f"{self.uid}:{self.gid}", str(run_dir))
         argv = [str(self.tool), "push", "--eventpath", str(event), "-W", str(self.source / ".github/workflows/ci.yml"),
-                "-C", str(self.source), "-j", job, "-P", "ubuntu-24.04=-self-hosted", "--json",
+                "-C", str(self.source), "-P", "ubuntu-24.04=-self-hosted", "--json",
                 "--no-skip-checkout", "--action-offline-mode", "--no-cache-server",
-                "--action-cache-path", str(run_dir / "act-cache"), "--concurrent-jobs", "1"]
-        for key, value in (matrix or {}).items():
+                "--action-cache-path", str(run_dir / "act-cache")]
+        if job:
+            argv += ["-j", job]
+        for key, value in matrix:
             argv += ["--matrix", f"{key}:{value}"]
-        for action, sha in workflow_actions().items():
-            owner_name = "/".join(action.split("/")[:2])
+        # actions/cache/restore and actions/cache/save are folders of one repository: one mapping.
+        for owner_name, sha in sorted({("/".join(a.split("/")[:2]), sha) for a, sha in workflow_actions().items()}):
             argv += ["--local-repository", f"{owner_name}@{sha}={self.standins / owner_name.split('/')[1]}"]
         log = run_dir / "act.log"
         deadline = time.monotonic() + timeout
@@ -214,15 +221,23 @@ class Act:
             proc = subprocess.Popen(argv, env=self.environment(run_dir, env or {}), user=self.uid, group=self.gid,
                                     extra_groups=[g.gr_gid for g in _groups(RUNNER)], cwd=self.source,
                                     stdout=out, stderr=subprocess.STDOUT)
-            while proc.poll() is None:
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    raise TimeoutError(f"act ran {job} ({name}) for more than {timeout} s: see {log}")
-                if cancel_at and cancel_at in log.read_text(errors="replace"):
+            try:
+                while proc.poll() is None:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"act ran {job or 'the workflow'} ({name}) for more than {timeout} s: "
+                                           f"see {log}")
+                    if cancel_at and cancel_at in messages(log.read_text(errors="replace")):
+                        proc.send_signal(signal.SIGINT)
+                        cancel_at = ""
+                    time.sleep(2)
+            finally:
+                if proc.poll() is None:  # a timeout, or the test itself interrupted: act cancels its jobs
                     proc.send_signal(signal.SIGINT)
-                    cancel_at = ""
-                time.sleep(2)
-        return parse(log.read_text(errors="replace"), run_dir)
+                    try:
+                        proc.wait(timeout=300)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+        return WorkflowRun(parse(log.read_text(errors="replace"), run_dir), run_dir)
 
 
 def _groups(user: str) -> list[grp.struct_group]:
@@ -230,27 +245,61 @@ def _groups(user: str) -> list[grp.struct_group]:
     return [g for g in grp.getgrall() if user in g.gr_mem]
 
 
-def parse(text: str, directory: Path) -> JobRun:
-    """Turn act's JSON log lines into the job's steps and result."""
-    steps: dict[tuple[str, str], Step] = {}
-    order: list[tuple[str, str]] = []
-    result = "unknown"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def messages(text: str) -> str:
+    """Return the messages of act's JSON log lines, without colour codes, one a line."""
+    out = []
     for line in text.splitlines():
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if not isinstance(entry, dict):
+        if isinstance(entry, dict):
+            out.append(ANSI.sub("", str(entry.get("msg", ""))).rstrip("\n"))
+    return "\n".join(out)
+
+
+def parse(text: str, directory: Path) -> dict[tuple[str, str], JobRun]:
+    """Turn act's JSON log lines into each job's (each matrix leg's) steps and result."""
+    jobs: dict[tuple[str, str], JobRun] = {}
+    steps: dict[tuple[str, str, str, str], Step] = {}
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
             continue
-        key = (entry.get("stage", ""), entry.get("step", ""))
+        if not isinstance(entry, dict) or "jobID" not in entry:
+            continue
+        leg = (entry["jobID"], json.dumps(entry.get("matrix") or {}, sort_keys=True))
+        run = jobs.setdefault(leg, JobRun(steps=[], result="unknown", log="", directory=directory))
+        run.log += ANSI.sub("", str(entry.get("msg", "")))
+        key = (*leg, entry.get("stage", ""), entry.get("step", ""))
         if entry.get("step") and entry.get("stage"):
             if key not in steps:
                 steps[key] = Step(name=entry["step"], stage=entry["stage"], result="running")
-                order.append(key)
+                run.steps.append(steps[key])
             if entry.get("raw_output"):
-                steps[key].output.append(entry.get("msg", "").rstrip("\n"))
+                steps[key].output.append(str(entry.get("msg", "")).rstrip("\n"))
             if "stepResult" in entry:
                 steps[key].result = entry["stepResult"]
         if "jobResult" in entry:
-            result = entry["jobResult"]
-    return JobRun(steps=[steps[k] for k in order], result=result, log=text, directory=directory)
+            run.result = entry["jobResult"]
+    return jobs
+
+
+@dataclass
+class WorkflowRun:
+    """The jobs of one act run, each matrix leg by its values."""
+
+    jobs: dict[tuple[str, str], JobRun]
+    directory: Path
+
+    def job(self, job_id: str, **matrix: str) -> JobRun:
+        """Return the job (the matrix leg whose values include these) act ran."""
+        found = [run for (jid, values), run in self.jobs.items()
+                 if jid == job_id and all(json.loads(values).get(k) == v for k, v in matrix.items())
+                 and ("variant" in matrix or "variant" not in json.loads(values))]
+        assert len(found) == 1, f"{len(found)} runs of {job_id} {matrix} in {list(self.jobs)}"
+        return found[0]

@@ -25,7 +25,8 @@ pytestmark = [pytest.mark.users_ci, pytest.mark.skipif(
     reason="on GitHub (or under act) the workflow's own jobs run; act would run them a second time")]
 
 WORKFLOW = yaml.safe_load(harness.WORKFLOW.read_text())
-SCENARIOS = [entry["scenario"] for entry in WORKFLOW["jobs"]["scenarios"]["strategy"]["matrix"]["include"]]
+LEGS = WORKFLOW["jobs"]["scenarios"]["strategy"]["matrix"]["include"]
+SCENARIOS = [leg["scenario"] for leg in LEGS if "variant" not in leg]
 MOLECULE_STEP = "molecule test"
 K3S_VERSION = yaml.safe_load((harness.ROOT / "roles/k3s/defaults/main.yml").read_text())["k3s_version"]
 RELEASE_URL = yaml.safe_load((harness.ROOT / "roles/k3s/defaults/main.yml").read_text())["k3s_release_url"]
@@ -33,6 +34,9 @@ RELEASE_URL = yaml.safe_load((harness.ROOT / "roles/k3s/defaults/main.yml").read
 # node containers run with the capabilities the molecule nodes scenario uses instead; nothing
 # before the k3s download needs more. On GitHub they are privileged (the scenarios' default).
 NODE_ENV = {"SEEK_K3S_NODE_PRIVILEGED": "false"}
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Ansible's log lines: "2026-12-07 16:28:13,337 p=16080 u=runner n=ansible INFO| fatal: ..."
+LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ p=\d+ u=\S+ n=\S+ \w+\| (.*)$")
 
 
 def step_names(job: str) -> list[str]:
@@ -59,6 +63,13 @@ def act() -> harness.Act:
     return harness.Act()
 
 
+@pytest.fixture(scope="module")
+def workflow(act: harness.Act) -> harness.WorkflowRun:
+    """The whole workflow on a push to main, every job and leg at once as on GitHub, but the
+    Ubuntu 24.04 leg (its debootstrap of noble would add minutes to every make test)."""
+    return act.run("workflow", matrix=[("variant", "airgap")], env=NODE_ENV)
+
+
 def test_workflow_runs_only_the_actions_the_stand_ins_serve() -> None:
     """Every `uses:` is pinned by a 40-hex SHA and has a stand-in (else act would go to GitHub)."""
     pins = harness.workflow_actions()
@@ -70,9 +81,9 @@ def test_workflow_runs_only_the_actions_the_stand_ins_serve() -> None:
         assert (harness.STANDINS / "/".join(action.split("/")[1:]) / "action.yml").is_file(), action
 
 
-def test_test_job_runs_every_step_but_make_test(act: harness.Act) -> None:
+def test_test_job_runs_every_step_but_make_test(workflow: harness.WorkflowRun) -> None:
     """The test job passes every step under act; only `make test` itself is left to .ci/run."""
-    run = act.run("test", "test-job")
+    run = workflow.job("test")
     ran = [s.name for s in run.main_steps()]
     expected = [name for name in step_names("test") if not name.startswith(("make test", "Collect", "Upload"))]
     assert ran == expected, run.log[-3000:]
@@ -85,16 +96,16 @@ def test_test_job_runs_every_step_but_make_test(act: harness.Act) -> None:
 
 def download_failure(log: str) -> tuple[str, str]:
     """Return the task and the text of the first failure in Ansible's log (ANSIBLE_LOG_PATH)."""
-    task, lines, failure = "", [], []
+    task, failure = "", []
     for line in log.splitlines():
-        text = line.split(" | ", 1)[1] if " | " in line else line
+        prefixed = LOG_PREFIX.match(line)
+        text = prefixed.group(1) if prefixed else line
         if text.startswith("TASK ["):
             task = text
         elif text.startswith(("fatal:", "failed:")) or failure:
             failure.append(text)
             if len(failure) > 12:
                 break
-        lines.append(text)
     assert failure, "Ansible's log shows no failed task"
     return task, "\n".join(failure)
 
@@ -110,9 +121,9 @@ def check_diagnostics(run: harness.JobRun, scenario: str) -> str:
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_scenario_job_fails_exactly_at_the_k3s_download(act: harness.Act, scenario: str) -> None:
+def test_scenario_job_fails_exactly_at_the_k3s_download(workflow: harness.WorkflowRun, scenario: str) -> None:
     """Each scenario job is green up to molecule, and molecule stops at the k3s download."""
-    run = act.run("scenarios", f"scenario-{scenario}", matrix={"scenario": scenario}, env=NODE_ENV)
+    run = workflow.job("scenarios", scenario=scenario)
     names = [s.name for s in run.main_steps()]
     molecule_at = next(i for i, name in enumerate(names) if name.startswith(MOLECULE_STEP))
     before = run.main_steps()[:molecule_at]
@@ -120,12 +131,12 @@ def test_scenario_job_fails_exactly_at_the_k3s_download(act: harness.Act, scenar
     assert all(s.result == "success" for s in before), [(s.name, s.result) for s in before]
 
     molecule = run.main_steps()[molecule_at]
-    output = "\n".join(molecule.output)
+    output = ANSI.sub("", "\n".join(molecule.output))
     assert molecule.result == "failure", output[-3000:]
     # molecule created and prepared the nodes, then converged until the download.
     for action in ("syntax", "create", "prepare"):
-        assert f"{scenario} ➜ {action}: Executed: Successful" in output, f"{action}:\n{output[-3000:]}"
-    assert f"{scenario} ➜ converge: Executed: Failed" in output, output[-3000:]
+        assert f"[{scenario} > {action}] Executed: Successful" in output, f"{action}:\n{output[-3000:]}"
+    assert f"[{scenario} > converge] Executed: Failed" in output, output[-3000:]
 
     task, failure = download_failure(check_diagnostics(run, scenario))
     assert task.startswith("TASK [k3s : Install | Download the k3s binary"), f"{task}\n{failure}"
@@ -137,15 +148,29 @@ def test_scenario_job_fails_exactly_at_the_k3s_download(act: harness.Act, scenar
     assert not containers(platforms(scenario)[0]), "molecule destroy left the node containers"
 
 
-def test_cancelled_scenario_leaves_its_diagnostics(act: harness.Act) -> None:
+def test_airgap_leg_fails_at_the_bundle_download(workflow: harness.WorkflowRun) -> None:
+    """The airgap leg's first download is the bundle's: it fails there, naming the URL, and
+    nothing of molecule runs (nor its destroy, which would remove another leg's nodes here)."""
+    run = workflow.job("scenarios", scenario="k3s", variant="airgap")
+    names = [s.name for s in run.main_steps()]
+    fetch = run.step("The k3s airgap bundle")
+    assert fetch.result == "failure", fetch.output
+    assert any(line.startswith("fetch-k3s-airgap: cannot download " + RELEASE_URL) for line in fetch.output), fetch.output
+    before = run.main_steps()[:names.index(fetch.name)]
+    assert all(s.result == "success" for s in before), [(s.name, s.result) for s in before]
+    assert names[-1] == fetch.name, names
+
+
+def test_cancelled_scenario_leaves_its_diagnostics(act: harness.Act, workflow: harness.WorkflowRun) -> None:
     """A job cancelled while molecule converges (a timeout on GitHub) still uploads its logs."""
     scenario = "k3s"
-    run = act.run("scenarios", "cancelled", matrix={"scenario": scenario}, env=NODE_ENV,
-                  cancel_at=f"{scenario} ➜ converge: Executing")
+    del workflow  # after the whole-workflow run: its k3s leg has the same node names
+    run = act.run("cancelled", job="scenarios", matrix=[("scenario", scenario), ("variant", "none")],
+                  env=NODE_ENV, cancel_at=f"[{scenario} > converge] Executing").job("scenarios", scenario=scenario)
     results = {s.name: s.result for s in run.main_steps()}
     assert run.result == "failure", results
     assert results.get("molecule test (kept on failure for the logs)") == "failure", results
-    assert "this step has been cancelled" in run.log, "act did not cancel the molecule step"
+    assert "cancel" in run.log, "act did not cancel the molecule step"
     for name in ("Collect events, pod logs and the nodes' journals", "Upload the diagnostics", "molecule destroy"):
         assert results.get(name) == "success", results
     log = check_diagnostics(run, scenario)
