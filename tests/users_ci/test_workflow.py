@@ -39,9 +39,17 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ p=\d+ u=\S+ n=\S+ \w+\| (.*)$")
 
 
-def step_names(job: str) -> list[str]:
-    """Return the names act gives the job's steps (a `uses:` step without a name: its reference)."""
-    return [step.get("name") or step["uses"] for step in WORKFLOW["jobs"][job]["steps"]]
+def step_names(job: str, variant: str = "") -> list[str]:
+    """Return the names act gives the job's steps (a `uses:` step without a name: its reference),
+    less the steps of other matrix variants (act does not report a step whose `if:` is false)."""
+    names = []
+    for step in WORKFLOW["jobs"][job]["steps"]:
+        condition = str(step.get("if", ""))
+        wanted = re.search(r"matrix\.variant == '([^']*)'", condition)
+        if wanted and wanted.group(1) != variant:
+            continue
+        names.append(step.get("name") or step["uses"])
+    return names
 
 
 def containers(prefix: str) -> list[str]:
@@ -174,5 +182,6 @@ def test_cancelled_scenario_leaves_its_diagnostics(act: harness.Act, workflow: h
     for name in ("Collect events, pod logs and the nodes' journals", "Upload the diagnostics", "molecule destroy"):
         assert results.get(name) == "success", results
     log = check_diagnostics(run, scenario)
-    assert "PLAY [Pre-flight" in log, "Ansible's log stops before converge"
+    # act is interrupted as converge starts: Ansible's log holds everything before it.
+    assert "PLAY [Prepare | Make the containers' network sysctls writable]" in log, log[-2000:]
     assert not containers(platforms(scenario)[0])
