@@ -149,6 +149,10 @@ def test_failed_restore_leaves_seek_at_zero_and_remembers_the_replicas(kube_api:
     # The stand-ins share the API server (and the seek namespace) with the SEEK layer tests:
     # they are removed afterwards so the real seek-web Deployment, whose selector differs, can
     # be created there.
+    # A SEEK layer test that ran earlier on this worker (files are spread over two workers, in no
+    # fixed order) may have left the real ones, whose immutable selector differs: start without.
+    kube_api.run_kubectl("-n", NAMESPACE, "delete", "deployment", "seek-web", "seek-workers",
+                         "--ignore-not-found", "--wait=true", "--timeout=120s")
     try:
         apply(kube_api, seek_deployment("seek-web", 2))
         apply(kube_api, seek_deployment("seek-workers", 1))
