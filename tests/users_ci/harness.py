@@ -84,15 +84,26 @@ def ensure_runner() -> None:
     if not sudoers.exists():
         sudoers.write_text(f"{RUNNER} ALL=(ALL) NOPASSWD:ALL\n")
         sudoers.chmod(0o440)
+    # pipx on the image runs on the system's python3; so does this venv (the runner must be able
+    # to start it: a venv of root's own Python would not run for another user).
     venv = PIPX_HOME / "venvs" / "ansible-core"
-    if not (venv / "bin" / "ansible-config").exists():
-        _run("python3", "-m", "venv", str(venv))
+    config = venv / "pyvenv.cfg"
+    if not (venv / "bin" / "ansible-config").exists() or "home = /usr/bin\n" not in config.read_text():
+        shutil.rmtree(venv, ignore_errors=True)
+        _run("/usr/bin/python3", "-m", "venv", str(venv))
         _run(str(venv / "bin" / "pip"), "install", "--quiet", RUNNER_ANSIBLE_CORE)
     PIPX_BIN.mkdir(parents=True, exist_ok=True)
     for tool in sorted((venv / "bin").glob("ansible*")):
         link = PIPX_BIN / tool.name
         if not link.is_symlink():
             link.symlink_to(tool)
+
+
+def as_runner(*argv: str) -> subprocess.CompletedProcess:
+    """Run a command as the runner user, with the runner's environment."""
+    runner = pwd.getpwnam(RUNNER)
+    return subprocess.run(list(argv), user=runner.pw_uid, group=runner.pw_gid, capture_output=True, text=True,
+                          env={"HOME": str(RUNNER_HOME), "PATH": RUNNER_PATH, "LANG": "C.UTF-8"}, cwd="/")
 
 
 def workflow_actions() -> dict[str, str]:

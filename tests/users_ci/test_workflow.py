@@ -89,6 +89,17 @@ def test_workflow_runs_only_the_actions_the_stand_ins_serve() -> None:
         assert (harness.STANDINS / "/".join(action.split("/")[1:]) / "action.yml").is_file(), action
 
 
+def test_the_runner_has_its_own_ansible_without_our_collections(act: harness.Act) -> None:
+    """As on the image: the runner's PATH finds an ansible-core (pipx's place) that runs and has
+    none of the collections the project uses, so a step that uses it instead of ours fails."""
+    which = harness.as_runner("/bin/sh", "-c", "command -v ansible-config")
+    assert which.stdout.strip() == str(harness.PIPX_BIN / "ansible-config"), which
+    version = harness.as_runner("ansible-config", "--version")
+    assert version.returncode == 0 and version.stdout.startswith("ansible-config [core "), version
+    collections = harness.as_runner("ansible-galaxy", "collection", "list", "kubernetes.core")
+    assert "kubernetes.core" not in collections.stdout, collections.stdout
+
+
 def test_test_job_runs_every_step_but_make_test(workflow: harness.WorkflowRun) -> None:
     """The test job passes every step under act; only `make test` itself is left to .ci/run."""
     run = workflow.job("test")
