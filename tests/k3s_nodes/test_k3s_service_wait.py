@@ -6,8 +6,15 @@ on a node that cannot reach its server (k3s's install.sh writes Type=notify and
 TimeoutStartSec=0). In a real systemd container (the node image) the unit named k3s is a
 STAND-IN: its ExecStart is a small real program that either never sends READY=1 (as k3s
 does while it cannot reach its server) or sends it at once. The role's own task file
-(roles/k3s/tasks/service.yml) and handler (roles/k3s_server/handlers/main.yml) run
-against it unchanged.
+(roles/k3s/tasks/service.yml) and handlers (roles/k3s_server/handlers/main.yml) run against it
+unchanged.
+
+The restart race: the handler restarts with --no-block, which only queues a job. While systemd
+holds that job back the unit keeps reporting the OLD process `active`; a unit that is PartOf=k3s
+and ordered After=k3s, with a slow ExecStop, makes systemd stop it first and hold k3s's restart
+for that long (systemd's job ordering: a restart waits for a stop of a unit ordered after it). A
+wait that only reads ActiveState passes on its first poll there, before anything restarted; the
+role's wait compares the unit's InvocationID with the one the handler recorded.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from tests.k3s_nodes.node_container import running_node, wait_booted
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+RESTARTED = "RUNNING HANDLER [Restart k3s | Restart the unit without waiting for it]"
 MARKER = "stand-in: waiting for a k3s server that never answers"
 
 # Stand-in programs (not k3s): one never notifies systemd, one notifies at once.
@@ -68,6 +76,13 @@ PLAYBOOK = """
         tasks_from: service.yml
       vars:
         k3s_mode: server
+    - name: Read the invocation that runs when the role's wait has returned
+      ansible.builtin.command: systemctl show k3s --property=InvocationID --value
+      register: after_wait
+      changed_when: false
+    - name: Print it
+      ansible.builtin.debug:
+        msg: "invocation after the wait: [{{{{ after_wait.stdout }}}}]"
   handlers:
     - name: The role's handlers
       ansible.builtin.import_tasks: {handlers}
@@ -116,9 +131,10 @@ def test_unit_that_never_notifies_fails_bounded_with_its_journal(tmp_path: Path,
     result, took = run_role(tmp_path, node, restart=True, timeout=10)
     out = result.stdout + result.stderr
     assert result.returncode != 0, out
-    assert "RUNNING HANDLER [Restart k3s]" in out, out
+    assert RESTARTED in out, out
     assert "k3s did not report ready within k3s_start_timeout=10 seconds" in out, out
-    assert "(systemd state: activating)" in out, out
+    # The unit was not running before the handler restarted it: no invocation to wait out.
+    assert "(systemd state: activating, restarted from invocation none (the unit was not running))" in out, out
     assert "Last 5 lines of `journalctl -u k3s` on node" in out, out
     assert MARKER in out, "the journal tail is missing from the failure:\n" + out
     # A blocking start would never have returned; this run is bounded by the timeout.
@@ -152,7 +168,7 @@ def test_changed_unit_is_restarted_once(tmp_path: Path, node: str) -> None:
     changed, _ = run_role(tmp_path, node, restart=True, timeout=60)
     out = changed.stdout
     assert changed.returncode == 0, out + changed.stderr
-    assert "RUNNING HANDLER [Restart k3s]" in out, out
+    assert RESTARTED in out, out
     after = _exec(node, "systemctl", "show", "k3s", "--property=MainPID", "--value").stdout.strip()
     assert after != before, "the handler did not restart the unit"
     # One restart only: the unit started once since (systemd counts starts in the journal).
@@ -160,3 +176,62 @@ def test_changed_unit_is_restarted_once(tmp_path: Path, node: str) -> None:
     assert journal.count("stand-in: sent READY=1") == 2, journal
     start_task = out.split("TASK [k3s : Service | Start the unit without waiting", 1)[1].split("TASK [", 1)[0]
     assert "ok: [node]" in start_task, start_task
+
+
+# A unit bound to k3s (PartOf=) and ordered after it, whose stop takes HOLD seconds: systemd
+# stops it before it runs k3s's queued restart, so k3s stays `active`, the old process, that long.
+HOLD = 12
+HOLD_UNIT = f"""[Unit]
+Description=STAND-IN: a unit bound to k3s whose stop takes {HOLD} s
+PartOf=k3s.service
+After=k3s.service
+[Service]
+ExecStart=/bin/sleep infinity
+ExecStop=/bin/sleep {HOLD}
+"""
+
+
+def _invocation(node: str) -> str:
+    return _exec(node, "systemctl", "show", "k3s", "--property=InvocationID", "--value").stdout.strip()
+
+
+def test_wait_after_a_restart_waits_for_the_new_invocation(tmp_path: Path, node: str) -> None:
+    """The restart is queued behind a slow stop; the wait must not pass on the old `active`."""
+    install_stand_in(node, "ready", READY)
+    first, _ = run_role(tmp_path, node, restart=False, timeout=60)
+    assert first.returncode == 0, first.stdout + first.stderr
+    _exec(node, "sh", "-c", "cat > /etc/systemd/system/seek-hold.service", stdin=HOLD_UNIT)
+    started = _exec(node, "sh", "-c", "systemctl daemon-reload && systemctl start seek-hold")
+    assert started.returncode == 0, started.stderr
+    before = _invocation(node)
+    pid = _exec(node, "systemctl", "show", "k3s", "--property=MainPID", "--value").stdout.strip()
+    assert before and pid != "0"
+
+    changed, took = run_role(tmp_path, node, restart=True, timeout=60)
+    out = changed.stdout + changed.stderr
+    assert changed.returncode == 0, out
+    assert RESTARTED in out, out
+    # The task right after the role's wait saw a new invocation, not the one the handler restarted.
+    seen = out.split("invocation after the wait: [", 1)[1].split("]", 1)[0]
+    assert seen, out
+    assert seen != before, (f"the wait returned while the old invocation {before} still ran "
+                            f"(the restart was held back {HOLD} s)")
+    # systemd did hold the restart back: the run lasted through the held stop, and the new process
+    # is another one (its journal says READY=1 twice).
+    assert took >= HOLD, f"the run took {took:.0f}s, less than the {HOLD} s the restart was held"
+    assert _exec(node, "systemctl", "show", "k3s", "--property=MainPID", "--value").stdout.strip() != pid
+    assert _exec(node, "systemctl", "is-active", "k3s").stdout.strip() == "active"
+
+
+def test_wait_after_restarting_a_stopped_unit(tmp_path: Path, node: str) -> None:
+    """A unit that was not running has no invocation to compare: any new one that is ready will do."""
+    install_stand_in(node, "ready", READY)
+    _exec(node, "systemctl", "daemon-reload")
+    assert _invocation(node) == ""
+    result, _ = run_role(tmp_path, node, restart=True, timeout=60)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert RESTARTED in out, out
+    seen = out.split("invocation after the wait: [", 1)[1].split("]", 1)[0]
+    assert seen and seen == _invocation(node), out
+    assert _exec(node, "systemctl", "is-active", "k3s").stdout.strip() == "active"
