@@ -73,7 +73,7 @@ def test_auto_plans_in_place_for_the_pinned_node_and_drains_the_other() -> None:
     assert plan["nodes"]["agent-2"] == {"drain": True, "blockers": []}
     line = plan["summary"][0]
     assert line.startswith("agent-1: in place, not drained (")
-    assert "pod seek/db-0" in line and "PodDisruptionBudget seek/db allows 0 disruptions" in line
+    assert "pod seek/db-0" in line and "PodDisruptionBudget seek/db, which allows 0 disruptions" in line
     assert "PersistentVolume pvc-1234" in line and "can only run on agent-1" in line
     assert plan["summary"][1] == "agent-2: drain"
 

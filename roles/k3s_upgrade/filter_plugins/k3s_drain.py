@@ -210,7 +210,7 @@ def _budget_blockers(pod: dict[str, Any], budgets: list[dict[str, Any]]) -> list
     if allowed > 0:
         return []
     return [{"kind": "pdb", "pdbs": [_name(pdb)],
-             "reason": f"PodDisruptionBudget {_name(pdb)} allows {allowed} disruptions "
+             "reason": f"is selected by PodDisruptionBudget {_name(pdb)}, which allows {allowed} disruptions "
                        f"({status.get('currentHealthy', 0)} healthy, {status.get('desiredHealthy', 0)} needed): "
                        "its eviction is refused until the drain retries run out"}]
 
