@@ -99,10 +99,12 @@ def _env() -> dict[str, str]:
     return dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
 
 
-def render(tmp_path: Path, variables: dict, *extra: str, refused: str = "") -> dict[str, str]:
+def render(tmp_path: Path, variables: dict, *extra: str, refused: str = "",
+           output: list[str] | None = None) -> dict[str, str]:
     """Render every node's config.yaml, unit and wait variables; return them by file name.
 
-    With `refused`, the run must fail before writing anything and print that text.
+    With `refused`, the run must fail before writing anything and print that text. The run's
+    output is appended to `output` when given.
     """
     def node(address: str, **more) -> dict:
         return {"ansible_host": address, "ansible_connection": "local", **more}
@@ -127,6 +129,8 @@ def render(tmp_path: Path, variables: dict, *extra: str, refused: str = "") -> d
     result = subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "render.yml"), *extra],
                             cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     files = {p.name: p.read_text() for p in tmp_path.iterdir() if p.suffix in (".yaml", ".service", ".json")}
+    if output is not None:
+        output.append(result.stdout + result.stderr)
     if refused:
         assert result.returncode != 0 and refused in result.stdout, result.stdout + result.stderr
         return files
@@ -306,3 +310,143 @@ def test_bad_settings_refused_before_anything_is_written(tmp_path):
     # server-3 sets its own interface in the inventory and is the only host rendered.
     files = render(tmp_path / "iface", {"k3s_flannel_iface": "eth0 eth1"}, refused="k3s_flannel_iface=eth0 eth1")
     assert {name.split(".")[0] for name in files} == {"server-3"}
+
+
+# --- The unit's environment files and the proxy settings (issue 19, items 4 and 5) ---
+
+def test_units_read_install_sh_environment_files_then_the_proxy_file(ha_files, tmp_path):
+    """install.sh's unit reads /etc/default/%N, /etc/sysconfig/%N and its .env file, in that order
+    (k3s-io/k3s install.sh create_systemd_service_file); ours reads the same, then proxy.env last."""
+    for name, service in (("server-1", "k3s"), ("agent-1", "k3s-agent")):
+        unit = ha_files[f"{name}.service"]
+        lines = [line for line in unit.splitlines() if line.startswith("EnvironmentFile=")]
+        assert lines == ["EnvironmentFile=-/etc/default/%N", "EnvironmentFile=-/etc/sysconfig/%N",
+                         f"EnvironmentFile=-/etc/systemd/system/{service}.service.env",
+                         "EnvironmentFile=-/etc/rancher/k3s/proxy.env"], unit
+    moved = render(tmp_path, {"k3s_config_dir": "/etc/seek-k3s"})
+    assert "EnvironmentFile=-/etc/seek-k3s/proxy.env\n" in moved["server-1.service"]
+
+
+ENV_PLAYBOOK = """
+- name: Write the unit's proxy settings with the role's own task file
+  hosts: node
+  gather_facts: false
+  tasks:
+    - name: Write or remove proxy.env
+      ansible.builtin.include_role:
+        name: k3s
+        tasks_from: environment.yml
+  handlers:
+    - name: Restart k3s
+      ansible.builtin.debug:
+        msg: k3s would be restarted
+"""
+PROXY_PASSWORD = "proxy-password-that-must-not-leak"
+
+
+def run_environment(tmp_path: Path, variables: dict, *extra: str) -> subprocess.CompletedProcess:
+    """Run the role's environment task file for one local node of a three-node inventory."""
+    def other(address: str, **more) -> dict:
+        return {"ansible_host": address, **more}
+
+    inventory = {"all": {
+        "vars": {"ansible_python_interpreter": sys.executable, **variables},
+        "children": {"k3s_cluster": {"children": {
+            "k3s_servers": {"hosts": {
+                "node": {"ansible_connection": "local", "ansible_host": "192.0.2.11",
+                         "k3s_config_dir": str(tmp_path / "etc")},
+                "server-2": other("192.0.2.12", k3s_node_ip="10.0.0.12")}},
+            "k3s_agents": {"hosts": {"agent-1": other("192.0.2.21")}},
+        }}},
+    }}
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory))
+    (tmp_path / "environment.yml").write_text(ENV_PLAYBOOK)
+    return subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "environment.yml"),
+                           *extra], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables of a systemd environment file as this role writes it (KEY='value')."""
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            assert value.startswith("'") and value.endswith("'"), line
+            pairs[key] = value[1:-1]
+    return pairs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the environment task writes root-owned files, as on a node")
+def test_proxy_settings_written_private_with_the_cluster_in_no_proxy(tmp_path):
+    (tmp_path / "etc").mkdir(mode=0o700)
+    proxy = f"http://seek:{PROXY_PASSWORD}@proxy.example.org:3128"
+    settings = {"k3s_http_proxy": proxy, "k3s_https_proxy": "http://proxy.example.org:3129",
+                "k3s_no_proxy": [".example.org", "198.51.100.0/24"]}
+    first = run_environment(tmp_path, settings, "-vvv")
+    out = first.stdout + first.stderr
+    assert first.returncode == 0, out
+    assert PROXY_PASSWORD not in out, "the proxy password was printed"
+    assert "changed=1" in out.split("PLAY RECAP", 1)[1]
+    assert "RUNNING HANDLER [Restart k3s]" in out
+    path = tmp_path / "etc" / "proxy.env"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and path.stat().st_uid == 0
+    env = read_env_file(path)
+    assert env["HTTP_PROXY"] == env["CONTAINERD_HTTP_PROXY"] == proxy
+    assert env["HTTPS_PROXY"] == env["CONTAINERD_HTTPS_PROXY"] == "http://proxy.example.org:3129"
+    assert env["NO_PROXY"] == env["CONTAINERD_NO_PROXY"]
+    no_proxy = env["NO_PROXY"].split(",")
+    # The defaults (k3s_server's CIDRs read from its defaults: no inventory sets them here), every
+    # node's inventory name and addresses, the API address (the first server's), then the user's.
+    for entry in ("127.0.0.1", "localhost", ".svc", ".cluster.local", "10.42.0.0/16", "10.43.0.0/16",
+                  "192.0.2.11", "192.0.2.12", "10.0.0.12", "192.0.2.21", "server-2", "agent-1",
+                  ".example.org", "198.51.100.0/24"):
+        assert entry in no_proxy, (entry, no_proxy)
+    assert len(no_proxy) == len(set(no_proxy)) and "" not in no_proxy, no_proxy
+
+    second = run_environment(tmp_path, settings)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "changed=0" in second.stdout.split("PLAY RECAP", 1)[1], second.stdout
+    assert "RUNNING HANDLER" not in second.stdout
+
+    # The owner's setting moves the CIDRs on every node, agents included.
+    moved = run_environment(tmp_path, {**settings, "k3s_server_cluster_cidr": "10.52.0.0/16"})
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    no_proxy = read_env_file(path)["NO_PROXY"].split(",")
+    assert "10.52.0.0/16" in no_proxy and "10.42.0.0/16" not in no_proxy, no_proxy
+    assert "RUNNING HANDLER [Restart k3s]" in moved.stdout
+
+    emptied = run_environment(tmp_path, {})
+    assert emptied.returncode == 0, emptied.stdout + emptied.stderr
+    assert not path.exists(), "removing the proxy settings must remove the file this role wrote"
+    assert "RUNNING HANDLER [Restart k3s]" in emptied.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the environment task writes root-owned files, as on a node")
+def test_proxy_file_without_credentials_is_shown_and_a_hand_placed_one_kept(tmp_path):
+    (tmp_path / "etc").mkdir(mode=0o700)
+    result = run_environment(tmp_path, {"k3s_https_proxy": "https://proxy.example.org:3129/"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = read_env_file(tmp_path / "etc" / "proxy.env")
+    assert "HTTP_PROXY" not in env and env["HTTPS_PROXY"] == "https://proxy.example.org:3129/"
+    # No credentials: the task is not hidden (its result names the file).
+    assert "proxy.env" in result.stdout and "censored" not in result.stdout
+
+    (tmp_path / "etc" / "proxy.env").write_text("HTTP_PROXY=http://mine.example.org:8080\n")
+    kept = run_environment(tmp_path, {})
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert (tmp_path / "etc" / "proxy.env").read_text() == "HTTP_PROXY=http://mine.example.org:8080\n"
+    assert "changed=0" in kept.stdout.split("PLAY RECAP", 1)[1]
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ({"k3s_http_proxy": "proxy.example.org:3128"}, "k3s_http_proxy on server-1 is not an http:// or https:// URL"),
+    ({"k3s_https_proxy": "socks5://proxy.example.org:1080"}, "k3s_https_proxy on server-1 is not an http://"),
+    ({"k3s_https_proxy": f"http://seek:{PROXY_PASSWORD} x@proxy:3128"}, "k3s_https_proxy on server-1 is not"),
+    ({"k3s_no_proxy": ["a.example.org,b.example.org"]}, "k3s_no_proxy must be a list of host names"),
+])
+def test_bad_proxy_settings_refused_by_name(tmp_path, variables, message):
+    output: list[str] = []
+    files = render(tmp_path, variables, "-v", refused=message, output=output)
+    assert not files, files
+    # The refusal never shows a proxy URL: it may hold a password.
+    assert PROXY_PASSWORD not in output[0], output[0]
