@@ -469,3 +469,104 @@ def test_site_refuses_a_missing_vip_interface_before_any_change(tmp_path, node) 
                                 variables={"k3s_api_vip": free_vip(own), "k3s_api_vip_interface": "bond7"})
     result = run_site(inventory)
     assert_refused_unchanged(result, node, 'has no IPv4 interface "bond7" for the VIP')
+
+
+# --- turning the VIP off: the objects k3s would leave behind are deleted ------------------------
+
+# A test double of k3s's Addon CRD (k3s.cattle.io/v1, namespaced, plural addons): the deploy
+# controller's record of each manifest file, which the test API server does not have.
+ADDON_CRD = """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: addons.k3s.cattle.io}
+spec:
+  group: k3s.cattle.io
+  scope: Namespaced
+  names: {kind: Addon, plural: addons, singular: addon}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+REMOVE_PLAYBOOK = """
+- name: Remove kube-vip with the role's own task file
+  hosts: server-1
+  gather_facts: false
+  tasks:
+    - name: Load the shared k3s variables
+      ansible.builtin.include_role:
+        name: k3s
+        tasks_from: settings.yml
+        public: true
+    - name: Load the server defaults and variables
+      ansible.builtin.include_vars:
+        dir: "{{ roles_dir }}/k3s_server/{{ item }}"
+      loop: [defaults, vars]
+    - name: Deploy or remove kube-vip
+      ansible.builtin.include_tasks: "{{ roles_dir }}/k3s_server/tasks/vip.yml"
+"""
+
+
+def test_turning_the_vip_off_deletes_kube_vips_objects_then_the_files(kube_api, vip_files, tmp_path) -> None:
+    manifests = tmp_path / "data" / "server" / "manifests"
+    manifests.mkdir(parents=True)
+    for name in MANIFESTS:
+        (manifests / name).write_text(vip_files[f"server-1.{name}"])
+    crd = kube_api.run_kubectl("apply", "-f", "-", input=ADDON_CRD)
+    assert crd.returncode == 0, crd.stderr
+    kube_api.run_kubectl("wait", "--for=condition=Established", "crd/addons.k3s.cattle.io", "--timeout=60s")
+    # What k3s's deploy controller leaves in the cluster: the objects, an Addon per file, kube-vip's Lease.
+    extra = "\n---\n".join(
+        [f"apiVersion: k3s.cattle.io/v1\nkind: Addon\nmetadata: {{name: {name[:-5]}, namespace: kube-system}}"
+         for name in MANIFESTS]
+        + ["apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: plndr-cp-lock, namespace: kube-system}\n"
+           "spec: {holderIdentity: server-1}"])
+    for document in [*(vip_files[f"server-1.{name}"] for name in MANIFESTS), extra]:
+        applied = kube_api.run_kubectl("apply", "-f", "-", input=document, check=False)
+        assert applied.returncode == 0, applied.stderr
+
+    # Stand-ins named as such: `k3s kubectl` is the test API server's kubectl; systemd says k3s runs.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "k3s").write_text('#!/bin/sh\n[ "$1" = kubectl ] && shift\nexec kubectl "$@"\n')
+    (bin_dir / "systemctl").write_text('#!/bin/sh\n[ "$1 $2" = "is-active k3s" ] && echo active && exit 0\nexit 3\n')
+    for stub in bin_dir.iterdir():
+        stub.chmod(0o755)
+    config_dir = tmp_path / "etc"
+    config_dir.mkdir()
+    (config_dir / "k3s.yaml").write_text(Path(kube_api.kubeconfig).read_text())
+    (tmp_path / "remove.yml").write_text(REMOVE_PLAYBOOK)
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_python_interpreter": sys.executable, "ansible_connection": "local",
+                 "roles_dir": str(ROOT / "roles"), "k3s_api_vip": "", "k3s_data_dir": str(tmp_path / "data"),
+                 "k3s_install_dir": str(bin_dir), "k3s_config_dir": str(config_dir)},
+        "children": {"k3s_cluster": {"children": {"k3s_servers": {"hosts": {"server-1": {}}}}}},
+    }}))
+    env = dict(_env(), PATH=f"{bin_dir}{os.pathsep}{kube_api.env['PATH']}")
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run(["ansible-playbook", "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "remove.yml")],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    first = run()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert not any(manifests.iterdir()), sorted(p.name for p in manifests.iterdir())
+    for kind, name, namespace in [("daemonset", "kube-vip-ds", "kube-system"), ("serviceaccount", "kube-vip", "kube-system"),
+                                  ("clusterrole", "system:kube-vip-role", ""),
+                                  ("clusterrolebinding", "system:kube-vip-binding", ""),
+                                  ("lease", "plndr-cp-lock", "kube-system"),
+                                  ("addons.k3s.cattle.io", "kube-vip-rbac", "kube-system"),
+                                  ("addons.k3s.cattle.io", "kube-vip-daemonset", "kube-system")]:
+        where = ["-n", namespace] if namespace else []
+        # Gone, or going (deleted without waiting: a deletion timestamp while the garbage collector works).
+        left = kube_api.run_kubectl("get", kind, name, "--ignore-not-found", *where,
+                                    "-o", "jsonpath={.metadata.name} {.metadata.deletionTimestamp}", check=False)
+        fields = left.stdout.split()
+        assert len(fields) != 1, f"{kind}/{name} left in the cluster:\n{first.stdout}"
+    second = run()
+    assert second.returncode == 0, second.stdout + second.stderr
+    recap = second.stdout.split("PLAY RECAP", 1)[1]
+    assert "changed=0" in recap, second.stdout
