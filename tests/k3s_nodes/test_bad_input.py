@@ -76,12 +76,6 @@ def assert_refused_unchanged(result: subprocess.CompletedProcess, node: str, *ne
         assert probe.returncode == 1, f"{path} exists on the node"
 
 
-def test_even_number_of_servers(tmp_path: Path, node: str) -> None:
-    inventory = write_inventory(tmp_path, node, servers=2, agents=0, variables={})
-    result = run_site(inventory)
-    assert_refused_unchanged(result, node, "k3s_servers group has 2 hosts", "odd number")
-
-
 def test_agent_only_run_without_token(tmp_path: Path, node: str) -> None:
     inventory = write_inventory(tmp_path, node, servers=1, agents=1, variables={})
     result = run_site(inventory, "--limit", "k3s_agents")
