@@ -1,7 +1,7 @@
 """Shared plumbing of the token tests: systemd node containers holding k3s's token files.
 
 k3s cannot run here, so a container plays a node on which k3s *has* run: the test writes the files
-k3s leaves behind, in k3s's own format (k3s v1.34.2+k3s1):
+k3s leaves behind, in k3s's own format (as k3s main-line source writes them):
   <data-dir>/server/tls/server-ca.crt   the cluster CA (a real self-signed certificate)
   <data-dir>/server/token               "K10<sha256 of server-ca.crt>::server:<secret>\\n", 0600
   <data-dir>/server/agent-token         "K10<same hash>::node:<agent secret>\\n", 0600, or a
