@@ -5,10 +5,12 @@ by ``seek_backup fetch``, as the backup_fetch role does, then restored from the 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from tests.backup_tools.conftest import run_tool
@@ -38,13 +40,21 @@ def run_drill(db: MariaDB, root: Path, tmp: Path, **extra: str) -> subprocess.Co
     return subprocess.run(["bash", str(drill_script(tmp))], env=env, capture_output=True, text=True, check=False)
 
 
+# The Job passes its restore id (YYYYMMDDHHMMSS) as RESTORE_STAMP; here every run gets its own, so
+# two restores into one database within a second do not share <db>_pre_restore_<stamp>.
+_STAMPS = itertools.count(int(time.strftime("%Y%m%d%H%M%S", time.gmtime())))
+
+
 def restore_mysql(db: MariaDB, set_dir: Path, target: str, **extra: str) -> subprocess.CompletedProcess:
-    """restore-mysql.sh over TCP as root, as the restore Job runs it (SEEK_IMAGE: the deployed one)."""
+    """restore-mysql.sh over TCP as root, as the restore Job runs it (SEEK_IMAGE: the deployed one;
+    RESTORE_PREVIOUS_DIR: pre-restore/mysql next to the set's kind directory, as under /backup)."""
     db.sql(f"CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '{ROOT_PASSWORD}';"
            f"ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '{ROOT_PASSWORD}';"
            "GRANT ALL ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;")
     env = {**os.environ, "RESTORE_SET_DIR": str(set_dir), "MYSQL_HOST": "127.0.0.1", "MYSQL_PORT": str(db.port),
-           "MYSQL_DATABASE": target, "MYSQL_ROOT_PASSWORD": ROOT_PASSWORD, "SEEK_IMAGE": IMAGE, **extra}
+           "MYSQL_DATABASE": target, "MYSQL_ROOT_PASSWORD": ROOT_PASSWORD, "SEEK_IMAGE": IMAGE,
+           "RESTORE_STAMP": str(next(_STAMPS)),
+           "RESTORE_PREVIOUS_DIR": str(set_dir.parent.parent / "pre-restore" / "mysql"), **extra}
     env = {k: v for k, v in env.items() if v is not None}
     return subprocess.run(["bash", str(RESTORE_MYSQL)], env=env, capture_output=True, text=True, check=False)
 

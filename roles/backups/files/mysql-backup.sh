@@ -98,6 +98,11 @@ case "$SERVER_VERSION" in *MariaDB*|*mariadb*) SERVER_FLAVOUR=mariadb ;; *) SERV
 CLIENT_VERSION="$("$MYSQLDUMP" --version)"
 case "$CLIENT_VERSION" in *MariaDB*|*mariadb*) CLIENT_FLAVOUR=mariadb ;; *) CLIENT_FLAVOUR=mysql ;; esac
 log "server $SERVER_FLAVOUR $SERVER_VERSION, client $CLIENT_FLAVOUR"
+# The database's own default character set and collation, recorded in the manifest: a dump of one
+# database carries no CREATE DATABASE, so a restore into a new database takes them from there
+# (SEEK's database.yml at v1.18.1 asks for utf8mb4_unicode_ci; a server default may differ).
+read -r DB_CHARSET DB_COLLATION < <(sql "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME
+  FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '$MYSQL_DATABASE'" || true) || true
 
 # Flags every flavour understands. SEEK's own docs only give "mysqldump -u... seek_production";
 # we add what makes that dump consistent and restorable: one transaction (no locks on InnoDB),
@@ -227,6 +232,7 @@ case "$SHA" in *[!0-9a-f]*|'') die "sha256 of the artifact is not a hex digest" 
 ROWS="$(cat "$WORK/rows.json")"
 mv -- "$PART" "$SET_DIR/$ARTIFACT"
 
+json_or_null() { if [ -n "$1" ]; then json_str "$1"; else printf null; fi; }
 excluded_json="$(for t in "${EXCLUDED[@]}"; do json_str "$t"; printf ','; done | sed 's/,$//')"
 {
   printf '{\n'
@@ -240,6 +246,8 @@ excluded_json="$(for t in "${EXCLUDED[@]}"; do json_str "$t"; printf ','; done |
     "$SERVER_FLAVOUR" "$(json_str "$SERVER_VERSION")" "$(json_str "$CLIENT_VERSION")"
   printf '            "database": %s, "data_excluded": [%s], "row_counts": "dump-stream",\n' \
     "$(json_str "$MYSQL_DATABASE")" "$excluded_json"
+  printf '            "database_charset": %s, "database_collation": %s,\n' \
+    "$(json_or_null "${DB_CHARSET:-}")" "$(json_or_null "${DB_COLLATION:-}")"
   printf '            "tables": %s},\n' "$ROWS"
   printf '  "complete": true\n}\n'
 } > "$SET_DIR/manifest.json.tmp"
