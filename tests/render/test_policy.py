@@ -256,7 +256,8 @@ def test_seek_web_and_workers_shape(rendered: Rendered) -> None:
     assert workers["spec"]["replicas"] == 1
     assert workers["spec"]["strategy"] == {"type": "Recreate"}
     worker = _pod_spec(workers)["containers"][0]
-    assert worker["command"] == ["docker/start_workers.sh"]
+    # SEEK's start_workers.sh steps, then supercronic exec'd as PID 1 (tests/render/test_seek_shutdown.py).
+    assert worker["command"][:2] == ["bash", "-c"] and "rake seek:workers:start" in worker["command"][2]
     assert worker["livenessProbe"]["exec"]["command"] == ["bash", "script/check_worker_pids.sh"]
     upgrade = rendered.get("Job", "seek-upgrade-1-18-1")
     assert _pod_spec(upgrade)["containers"][0]["command"] == ["docker/upgrade.sh"]
