@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -114,6 +116,36 @@ def test_local_sets_completeness(tmp_path):
     assert not sets[0].is_complete()
     sets[1].mark_uploaded({"x": 1})
     assert sets[1].uploaded() == {"x": 1}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000, 0o277])
+def test_private_files_and_dirs_ignore_the_umask(tmp_path, umask):
+    """The helpers fetch writes with: 0700 directories (only the missing ones, reported outermost
+    first), 0600 files and JSON, whatever the umask; a failure removes only what was created."""
+    (tmp_path / "kept").mkdir()
+    os.chmod(tmp_path / "kept", 0o755)
+    old = os.umask(umask)
+    try:
+        created = layout.make_private_dirs(tmp_path / "kept" / "a" / "b")
+        with layout.open_private(tmp_path / "kept" / "a" / "b" / "f") as fh:
+            fh.write(b"x")
+        layout.write_json_atomic(tmp_path / "kept" / "a" / "b" / "m.json", {"k": 1}, mode=0o600)
+    finally:
+        os.umask(old)
+    assert created == [tmp_path / "kept" / "a", tmp_path / "kept" / "a" / "b"]
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "kept", *created)] == [0o755, 0o700, 0o700]
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in created[-1].iterdir()} == {"f": 0o600, "m.json": 0o600}
+    with pytest.raises(FileExistsError):
+        layout.open_private(tmp_path / "kept" / "a" / "b" / "f")
+    (created[-1] / "f").unlink()
+    (created[-1] / "m.json").unlink()
+    layout.remove_empty_dirs(created)
+    assert list((tmp_path / "kept").iterdir()) == []
+    # a directory that something else wrote into is not removed
+    created = layout.make_private_dirs(tmp_path / "kept" / "c" / "d")
+    (tmp_path / "kept" / "c" / "other").write_text("x")
+    layout.remove_empty_dirs(created)
+    assert sorted(p.name for p in (tmp_path / "kept" / "c").iterdir()) == ["other"]
 
 
 # ---- retention --------------------------------------------------------------------------------

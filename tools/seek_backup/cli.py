@@ -347,6 +347,12 @@ def cmd_fetch(cfg: Config, args: argparse.Namespace) -> int:
     ciphertext sha256 and size recorded at upload, then the plaintext sha256 of the manifest) before
     it is decrypted into the artifact; the manifest is written last, so a failure at any step leaves
     no complete set for a restore or a drill to pick up.
+
+    The set holds a decrypted dump: every file is created 0600 and every directory this command
+    creates 0700, the modes set explicitly whatever the umask (the set directory is made 0700 too
+    when it already existed). A failure removes what this run created (files, then the
+    directories, innermost first) and nothing else: a directory that existed before stays, with
+    what was in it.
     """
     store = Store(cfg)
     identities = crypto.load_identities(args.identity or cfg.identity_file)
@@ -354,25 +360,44 @@ def cmd_fetch(cfg: Config, args: argparse.Namespace) -> int:
     man = store.get_manifest(rs.kind, rs.stamp, identities)
     expected = man["artifact"]["sha256"]
     out_dir = Path(args.dest) / rs.kind / rs.stamp
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        created_dirs = layout.make_private_dirs(out_dir)
+    except OSError as exc:
+        raise BackupError(f"cannot create {out_dir}: {exc.strerror}: nothing was fetched") from None
     target = out_dir / man["artifact"]["name"]
+    manifest = out_dir / layout.MANIFEST
     spool = target.with_name(target.name + ".age.part")
     part = target.with_name(target.name + ".part")
-    spool.unlink(missing_ok=True)
+    target_existed = os.path.lexists(target)
+    done = False
     try:
+        spool.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
         log(f"downloading {rs.kind}/{rs.stamp} and verifying it before it is decrypted")
         store.download_verified(rs, spool, identities, expected, log)
-        with open(spool, "rb") as src, open(part, "wb") as fh:
+        with open(spool, "rb") as src, layout.open_private(part) as fh:
             _, writer = crypto.decrypt_stream(src, fh.write, identities)
+            fh.flush()
+            os.fsync(fh.fileno())
         if writer.sha.hexdigest() != expected:
             raise IntegrityError(f"{spool}: plaintext sha256 changed after verification: nothing was changed")
         os.replace(part, target)
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
+        layout.write_json_atomic(manifest, man, mode=0o600)
+        if not created_dirs:
+            os.chmod(out_dir, 0o700)
+        done = True
+    except OSError as exc:
+        if isinstance(exc, botocore.exceptions.BotoCoreError):  # some are OSErrors too: main() words them
+            raise
+        raise BackupError(f"fetch into {out_dir} failed: {exc.strerror or exc}"
+                          f"{': ' + str(exc.filename) if exc.filename else ''}") from None
     finally:
         spool.unlink(missing_ok=True)
-    layout.write_json_atomic(out_dir / layout.MANIFEST, man)
+        if not done:
+            part.unlink(missing_ok=True)
+            if not target_existed:
+                target.unlink(missing_ok=True)
+            layout.remove_empty_dirs(created_dirs)
     log(f"fetched {rs.kind}/{rs.stamp} into {out_dir} (ciphertext and plaintext sha256 verified)")
     print(out_dir)
     return 0

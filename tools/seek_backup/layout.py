@@ -124,15 +124,73 @@ class LocalSet:
         return time.time() - self.path.stat().st_mtime
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temp file and rename."""
+def write_json_atomic(path: Path, data: Any, mode: int | None = None) -> None:
+    """Write JSON to ``path`` through a temp file and rename.
+
+    With ``mode`` the temp file is created afresh with exactly that mode (set explicitly, whatever
+    the umask) and removed again if writing it fails; without, it is opened as ``open()`` does.
+    """
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    if mode is None:
+        fh = open(tmp, "w")
+    else:
+        tmp.unlink(missing_ok=True)
+        fh = open_private(tmp, mode, text=True)
+    try:
+        with fh:
+            json.dump(data, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if mode is not None:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+def open_private(path: Path, mode: int = 0o600, text: bool = False) -> Any:
+    """Create ``path`` (it must not exist) for writing with exactly ``mode``: the mode is set on the
+    open descriptor with fchmod, so the umask cannot widen or narrow it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    return os.fdopen(fd, "w" if text else "wb")
+
+
+def make_private_dirs(path: Path, mode: int = 0o700) -> list[Path]:
+    """Create ``path`` and every missing parent with exactly ``mode`` (chmod after mkdir, whatever
+    the umask). Return the directories this call created, outermost first; on failure the ones it
+    created are removed again. Directories that already existed are left as they are."""
+    missing: list[Path] = []
+    probe = path
+    while not os.path.lexists(probe):
+        missing.append(probe)
+        probe = probe.parent
+    created: list[Path] = []
+    try:
+        for directory in reversed(missing):
+            os.mkdir(directory, mode)
+            created.append(directory)
+            os.chmod(directory, mode)
+    except BaseException:
+        remove_empty_dirs(created)
+        raise
+    return created
+
+
+def remove_empty_dirs(created: list[Path]) -> None:
+    """Remove directories listed outermost first, innermost first; one that is not empty (something
+    else wrote into it) or already gone is left alone."""
+    for directory in reversed(created):
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass
 
 
 def local_sets(root: Path, kind: str | None = None) -> list[LocalSet]:

@@ -29,7 +29,7 @@ from botocore.config import Config as BotoConfig
 from . import crypto
 from .config import Config
 from .errors import BackupError, IntegrityError, StorageError
-from .layout import KINDS, STAMP_RE, LocalSet, parse_stamp
+from .layout import KINDS, STAMP_RE, LocalSet, open_private, parse_stamp
 
 MiB = 1 << 20
 MAX_PARTS = 9000  # S3 allows 10000; keep a margin for the size estimate
@@ -404,7 +404,7 @@ class Store:
         """Download the artifact's ciphertext to ``dest`` and prove the whole object before any use.
 
         1. free space in ``dest``'s directory >= recorded ciphertext size + 64 MiB, else refuse;
-        2. the ciphertext as stored is written to ``dest`` (created 0600, O_EXCL) and hashed: sha256 and
+        2. the ciphertext as stored is written to ``dest`` (created 0600 whatever the umask, O_EXCL) and hashed: sha256 and
            size must equal what the upload recorded;
         3. ``dest`` is decrypted once to nowhere: age authenticates every 64 KiB chunk, and the
            plaintext sha256 must equal the manifest's.
@@ -418,8 +418,7 @@ class Store:
             raise BackupError(f"not enough free space in {dest.parent} to verify the backup first: need "
                               f"{cipher_size + 64 * MiB} bytes, have {free} (set spool_dir or --spool-dir)")
         digest, size = hashlib.sha256(), 0
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
+        with open_private(dest) as fh:
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
             for chunk in body.iter_chunks(MiB):
                 digest.update(chunk)
