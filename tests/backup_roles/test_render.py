@@ -215,3 +215,23 @@ def test_every_container_command_exists_in_the_configmap(rendered) -> None:
         main = pod_spec(cj)["containers"][0]
         script = Path(main["command"][-1]).name
         assert script in scripts, f"{cj['metadata']['name']} runs {script}"
+
+
+def test_drill_mysqld_never_needs_the_image_secure_file_priv_dir(rendered) -> None:
+    """Issue 20, item 9: each mysqld run of the drill's sidecar, --initialize-insecure included,
+    sets --secure-file-priv=NULL (no option file is read: --no-defaults), so neither run depends
+    on the image providing the RPM build's default directory /var/lib/mysql-files."""
+    _, evars, objects, _ = rendered
+    drill = [cj for cj in cronjobs(objects) if cj["metadata"]["name"] == "seek-backup-drill"]
+    if evars.get("backups_drill_schedule", "x") == "":
+        assert not drill
+        return
+    (sidecar,) = [c for c in pod_spec(drill[0])["initContainers"] if c["name"] == "mysqld"]
+    assert sidecar["command"][:2] == ["/bin/sh", "-c"]
+    runs = [run.split() for run in sidecar["command"][2].split("&&")]
+    mysqld = [run for run in runs if "mysqld" in run[:2]]
+    assert len(mysqld) == 2 and "--initialize-insecure" in mysqld[0], runs
+    for run in mysqld:
+        assert "--no-defaults" in run and "--secure-file-priv=NULL" in run, run
+        assert not any(arg.startswith("--secure-file-priv=") and arg != "--secure-file-priv=NULL"
+                       for arg in run), run
