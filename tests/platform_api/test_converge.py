@@ -69,8 +69,9 @@ def test_check_mode_reports_no_change(platform: Platform) -> None:
 
 
 def test_changing_seek_image_runs_exactly_one_upgrade_job(platform: Platform) -> None:
-    """A new seek_image creates one upgrade Job named for it, rolls the Deployments, no errors."""
-    recap = platform.run("-e", f"seek_image={NEW_IMAGE}")
+    """A new seek_image creates one upgrade Job named for it, rolls the Deployments, no errors.
+    (No backups are installed in this fixture: the pre-upgrade backup is test_seek_upgrade_backup's.)"""
+    recap = platform.run("-e", f"seek_image={NEW_IMAGE}", "-e", "seek_upgrade_backup=false")
     assert recap.returncode == 0, recap.output[-6000:]
     assert "field is immutable" not in recap.output
     assert _upgrade_jobs(platform) == ["seek-upgrade-1-18-1"]
@@ -112,7 +113,7 @@ def test_skipping_a_minor_version_is_refused_before_any_change(platform: Platfor
 
 def test_next_minor_version_passes_the_check(platform: Platform) -> None:
     """1.18.1 -> 1.19.0 is one step: the version check passes (run with --check: nothing changes)."""
-    recap = platform.run("--check", "-e", "seek_image=fairdom/seek:1.19.0")
+    recap = platform.run("--check", "-e", "seek_image=fairdom/seek:1.19.0", "-e", "seek_upgrade_backup=false")
     assert "skips SEEK minor versions" not in recap.output
     assert "Validate | Check the upgrade goes one SEEK minor version at a time" in recap.output
     assert recap.returncode == 0, recap.output[-6000:]

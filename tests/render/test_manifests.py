@@ -50,6 +50,7 @@ EXPECTED_COMMON = {
     ("Job", "seek-upgrade-1-18-1"),
     ("Deployment", "seek-web"),
     ("Deployment", "seek-workers"),
+    ("ConfigMap", "seek-deployed"),
 }
 EXPECTED_EXTRA = {
     "single-localpath-nginx-notls": {("HelmChart", "ingress-nginx")},

@@ -22,7 +22,9 @@ die() { log "ERROR: $*"; exit 1; }
 json_str() { printf '"%s"' "$(printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g')"; }
 
 # The "seek_image" value of every manifest: the SEEK release (image) the backed-up data belongs to,
-# from SEEK_IMAGE (the CronJobs set it from seek_image); null when unset (a set made by hand).
+# from SEEK_IMAGE; null when unset (a set made by hand). The MySQL and filestore CronJobs read it
+# when their pod starts from the ConfigMap the seek role writes after each rollout and upgrade, and
+# name that source in SEEK_IMAGE_SOURCE (backup_init then refuses to start without a SEEK_IMAGE).
 # A restore refuses a set whose seek_image differs from the deployed one unless told to upgrade.
 seek_image_json() {
   if [ -n "${SEEK_IMAGE:-}" ]; then json_str "$SEEK_IMAGE"; else printf 'null'; fi
@@ -37,6 +39,12 @@ backup_init() {
   esac
   BACKUP_KIND=$2
   SET_DIR="$BACKUP_ROOT/$2/$STAMP"
+  # A Job whose SEEK_IMAGE comes from the seek role's ConfigMap (SEEK_IMAGE_SOURCE) got none: the
+  # ConfigMap or its key is missing (an optional reference leaves the variable unset). A set that
+  # cannot say which SEEK it belongs to is not made.
+  if [ -n "${SEEK_IMAGE_SOURCE:-}" ] && [ -z "${SEEK_IMAGE:-}" ]; then
+    die "SEEK_IMAGE is empty: it is read from $SEEK_IMAGE_SOURCE, which playbooks/seek.yml writes once SEEK is deployed; run seek.yml (or site.yml), then this backup again. No set was made."
+  fi
   SET_CREATED=
   DONE=0
 }

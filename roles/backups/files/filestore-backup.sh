@@ -14,6 +14,8 @@
 #   BACKUP_COMPRESSION       gzip | zstd (default: gzip)
 #   BACKUP_COMPRESSION_LEVEL compression level (default: 1)
 #   SEEK_IMAGE               SEEK image the data belongs to, recorded as "seek_image" (default: none)
+#   SEEK_IMAGE_SOURCE        where SEEK_IMAGE comes from (the CronJob: the seek role's ConfigMap);
+#                            when set, an empty SEEK_IMAGE stops the script before anything is written
 #   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ
 #
 # Needs: bash, GNU tar, gzip or zstd, sha256sum, find; backup-lib.sh next to it.

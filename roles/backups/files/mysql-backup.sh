@@ -31,6 +31,8 @@
 #   BACKUP_OFFSITE_QUEUE     where the set is queued for the off-site copy once complete
 #                            (default: BACKUP_ROOT/.offsite-queue; empty: not queued)
 #   SEEK_IMAGE               SEEK image the data belongs to, recorded as "seek_image" (default: none)
+#   SEEK_IMAGE_SOURCE        where SEEK_IMAGE comes from (the CronJob: the seek role's ConfigMap);
+#                            when set, an empty SEEK_IMAGE stops the script before anything is written
 #   BACKUP_STAMP             override the UTC stamp YYYYMMDDTHHMMSSZ (tests, re-runs)
 #   TMPDIR                   where the client option file with the password lives (default: /tmp)
 #
