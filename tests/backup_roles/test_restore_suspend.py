@@ -298,3 +298,44 @@ def test_converge_keeps_a_suspension_and_resume_is_idempotent(
         assert SUSPENDED_FOR not in annotations(cronjob) and SUSPEND_BEFORE not in annotations(cronjob), name
     twice = run_playbook(resume, tmp_path, clean)
     assert twice.returncode == 0 and recap(twice.stdout)["changed"] == 0, twice.stdout[-5000:]
+
+
+BACKUP_NOW = textwrap.dedent("""\
+    - name: Take a backup now (backup-now.yml's first play)
+      hosts: controller
+      gather_facts: false
+      roles:
+        - role: backup_run
+    """)
+
+
+def backup_jobs(kube_api: KubeAPI) -> list[str]:
+    """The Jobs made from the MySQL and filestore CronJobs in the test namespace."""
+    jobs = get_json(kube_api, "jobs", "-n", NAMESPACE)["items"]
+    return sorted(j["metadata"]["name"] for j in jobs
+                  if j["metadata"]["name"].startswith(("seek-backup-mysql", "seek-backup-filestore")))
+
+
+def test_backup_now_is_refused_while_the_backups_are_suspended(
+        kube_api: KubeAPI, clean: dict[str, Any], tmp_path: Path) -> None:
+    """A backup-now.yml run (by hand or from a timer) while a restore or a SEEK upgrade has
+    suspended the CronJobs would dump a half-restored database: backup_run refuses it, naming the
+    reason, and creates no Job. The SEEK upgrade's own backup (backup_run_while_suspended) runs."""
+    suspend = tmp_path / "suspend.yml"
+    suspend.write_text(entry_point("suspend.yml"))
+    done = run_playbook(suspend, tmp_path, {**clean, "backups_suspend_reason": "restore of 20261207 (test)"})
+    assert done.returncode == 0, done.stdout[-5000:]
+
+    playbook = tmp_path / "backup-now.yml"
+    playbook.write_text(BACKUP_NOW)
+    run = {**clean, "backup_run_kubeconfig": str(kube_api.kubeconfig), "backup_run_wait": False,
+           "backup_run_drill": False}
+    refused = run_playbook(playbook, tmp_path, run)
+    assert refused.returncode != 0, refused.stdout[-5000:]
+    assert "The backups are suspended for restore of 20261207 (test)" in refused.stdout, refused.stdout[-3000:]
+    assert "Nothing was changed." in refused.stdout
+    assert backup_jobs(kube_api) == []
+
+    upgrade = run_playbook(playbook, tmp_path, {**run, "backup_run_while_suspended": True})
+    assert upgrade.returncode == 0, upgrade.stdout[-5000:]
+    assert len(backup_jobs(kube_api)) == 2, backup_jobs(kube_api)
