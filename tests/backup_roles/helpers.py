@@ -110,3 +110,15 @@ def recap(output: str) -> dict[str, int]:
         if line.startswith("localhost") and "ok=" in line:
             return {k: int(v) for k, v in (p.split("=") for p in line.split(":", 1)[1].split())}
     raise AssertionError(f"no PLAY RECAP for localhost in:\n{output[-3000:]}")
+
+
+def seek_deployment(name: str, replicas: int, namespace: str) -> dict:
+    """A stand-in for SEEK's Deployment (restricted-compliant pod, never scheduled here)."""
+    labels = {"app.kubernetes.io/name": name}
+    container = {"name": "web", "image": "busybox:1.37.0-musl", "command": ["sleep", "infinity"],
+                 "securityContext": {"runAsNonRoot": True, "runAsUser": 33, "allowPrivilegeEscalation": False,
+                                     "capabilities": {"drop": ["ALL"]},
+                                     "seccompProfile": {"type": "RuntimeDefault"}}}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.controlplane_selftest.helpers import apply, eventually, get_json
-from tests.backup_roles.helpers import recap, run_playbook
+from tests.backup_roles.helpers import recap, run_playbook, seek_deployment
 from tests.controlplane.fixture import KubeAPI
 
 pytestmark = pytest.mark.controlplane
@@ -129,18 +129,6 @@ RESTORE = textwrap.dedent("""\
     """)
 
 
-def seek_deployment(name: str, replicas: int) -> dict:
-    """A stand-in for SEEK's Deployment (restricted-compliant pod, never scheduled here)."""
-    labels = {"app.kubernetes.io/name": name}
-    container = {"name": "web", "image": "busybox:1.37.0-musl", "command": ["sleep", "infinity"],
-                 "securityContext": {"runAsNonRoot": True, "runAsUser": 33, "allowPrivilegeEscalation": False,
-                                     "capabilities": {"drop": ["ALL"]},
-                                     "seccompProfile": {"type": "RuntimeDefault"}}}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
-
-
 def test_failed_restore_leaves_seek_at_zero_and_remembers_the_replicas(kube_api: KubeAPI, tmp_path: Path) -> None:
     """restore.yml's role part against the API: SEEK is scaled to zero (replica counts recorded),
     the MySQL restore Job is created and admitted; here no kubelet runs it, so it hits its
@@ -159,8 +147,8 @@ def test_failed_restore_leaves_seek_at_zero_and_remembers_the_replicas(kube_api:
     kube_api.run_kubectl("-n", NAMESPACE, "delete", "jobs", "-l", "seek-k3s/run", "--ignore-not-found",
                          "--wait=true", "--timeout=120s")
     try:
-        apply(kube_api, seek_deployment("seek-web", 2))
-        apply(kube_api, seek_deployment("seek-workers", 1))
+        apply(kube_api, seek_deployment("seek-web", 2, NAMESPACE))
+        apply(kube_api, seek_deployment("seek-workers", 1, NAMESPACE))
         evars = {"backup_restore_kubeconfig": str(kube_api.kubeconfig), "backup_restore_timeout_seconds": 15,
                  "backup_restore_mysql_dir": "mysql/20260101T013000Z",
                  "backup_restore_filestore_dir": "restore/filestore/20260101T013004Z"}

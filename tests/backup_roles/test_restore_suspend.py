@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.backup_roles.helpers import VENV_BIN, REPO, env, recap, run_playbook, write_inventory
+from tests.backup_roles.helpers import VENV_BIN, REPO, env, recap, run_playbook, seek_deployment, write_inventory
 from tests.controlplane.fixture import KubeAPI
 from tests.controlplane_selftest.helpers import apply, get_json
 
@@ -91,18 +91,6 @@ def set_suspend(kube_api: KubeAPI, name: str, value: bool) -> None:
     kube_api.run_kubectl("-n", NAMESPACE, "patch", "cronjob", name, "--type=merge", "-p", patch)
 
 
-def seek_deployment(name: str, replicas: int) -> dict:
-    """A stand-in for SEEK's Deployment (restricted-compliant pod, never scheduled here)."""
-    labels = {"app.kubernetes.io/name": name}
-    container = {"name": "web", "image": "busybox:1.37.0-musl", "command": ["sleep", "infinity"],
-                 "securityContext": {"runAsNonRoot": True, "runAsUser": 33, "allowPrivilegeEscalation": False,
-                                     "capabilities": {"drop": ["ALL"]},
-                                     "seccompProfile": {"type": "RuntimeDefault"}}}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": NAMESPACE},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {"containers": [container]}}}}
-
-
 def start_playbook(text: str, tmp: Path, extra_vars: dict[str, Any]) -> subprocess.Popen:
     """ansible-playbook in the background (the test watches the API meanwhile)."""
     playbook = tmp / "playbook.yml"
@@ -158,8 +146,8 @@ def test_mysql_job_failure_never_starts_the_filestore_job_and_backups_resume(
     with why and its previous state recorded; afterwards they are resumed, and the drill, which
     the user had suspended, stays suspended."""
     set_suspend(kube_api, "seek-backup-drill", True)  # the user's own choice, before the restore
-    apply(kube_api, seek_deployment("seek-web", 2))
-    apply(kube_api, seek_deployment("seek-workers", 1))
+    apply(kube_api, seek_deployment("seek-web", 2, NAMESPACE))
+    apply(kube_api, seek_deployment("seek-workers", 1, NAMESPACE))
     run = start_playbook(RESTORE, tmp_path, {
         **clean, "backup_restore_timeout_seconds": 15, "backups_suspend_wait_seconds": 10,
         "backup_restore_mysql_dir": "mysql/20260101T013000Z",
@@ -219,8 +207,8 @@ def test_running_backup_job_makes_the_restore_wait_then_refuse(
     its replicas, no restore object exists."""
     kube_api.run_kubectl("-n", NAMESPACE, "create", "job", "seek-backup-mysql-by-hand",
                          "--from=cronjob/seek-backup-mysql")
-    apply(kube_api, seek_deployment("seek-web", 2))
-    apply(kube_api, seek_deployment("seek-workers", 1))
+    apply(kube_api, seek_deployment("seek-web", 2, NAMESPACE))
+    apply(kube_api, seek_deployment("seek-workers", 1, NAMESPACE))
     started = time.monotonic()
     run = start_playbook(RESTORE, tmp_path, {
         **clean, "backup_restore_timeout_seconds": 15, "backups_suspend_wait_seconds": 12,
