@@ -83,6 +83,28 @@ PLAYBOOK = """
 """
 
 
+def server_play(name: str, task: str, task_file: str) -> str:
+    """A play on server-1 that loads the shared k3s variables and k3s_server's defaults and vars,
+    then runs one of k3s_server's task files, as the role would."""
+    return f"""
+- name: {name}
+  hosts: server-1
+  gather_facts: false
+  tasks:
+    - name: Load the shared k3s variables
+      ansible.builtin.include_role:
+        name: k3s
+        tasks_from: settings.yml
+        public: true
+    - name: Load the server defaults and variables
+      ansible.builtin.include_vars:
+        dir: {ROOT}/roles/k3s_server/{{{{ item }}}}
+      loop: [defaults, vars]
+    - name: {task}
+      ansible.builtin.include_tasks: {ROOT}/roles/k3s_server/tasks/{task_file}
+"""
+
+
 def _load_filters() -> ModuleType:
     """Import the k3s role's network filter plugin by path (plugins are not a package)."""
     path = ROOT / "roles" / "k3s" / "filter_plugins" / "k3s_network.py"
@@ -345,23 +367,8 @@ def export_kubeconfig(tmp_path: Path, vip: str, ping_url: str, timeout: int = 30
         "clusters": [{"name": "default", "cluster": {"server": "https://127.0.0.1:6443",
                                                      "certificate-authority-data": "Q0E="}}]}))
     playbook = tmp_path / "kubeconfig.yml"
-    playbook.write_text(f"""
-- name: Export the kubeconfig as the first server does
-  hosts: server-1
-  gather_facts: false
-  tasks:
-    - name: Load the shared k3s variables
-      ansible.builtin.include_role:
-        name: k3s
-        tasks_from: settings.yml
-        public: true
-    - name: Load the server defaults and variables
-      ansible.builtin.include_vars:
-        dir: {ROOT}/roles/k3s_server/{{{{ item }}}}
-      loop: [defaults, vars]
-    - name: Wait for the VIP and export
-      ansible.builtin.include_tasks: {ROOT}/roles/k3s_server/tasks/kubeconfig.yml
-""")
+    playbook.write_text(server_play("Export the kubeconfig as the first server does",
+                                    "Wait for the VIP and export", "kubeconfig.yml"))
     inventory = tmp_path / "hosts.yml"
     inventory.write_text(yaml.safe_dump({"all": {
         "vars": {"ansible_python_interpreter": sys.executable, "ansible_connection": "local", "k3s_api_vip": vip},
@@ -491,23 +498,7 @@ spec:
         openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 """
 
-REMOVE_PLAYBOOK = """
-- name: Remove kube-vip with the role's own task file
-  hosts: server-1
-  gather_facts: false
-  tasks:
-    - name: Load the shared k3s variables
-      ansible.builtin.include_role:
-        name: k3s
-        tasks_from: settings.yml
-        public: true
-    - name: Load the server defaults and variables
-      ansible.builtin.include_vars:
-        dir: "{{ roles_dir }}/k3s_server/{{ item }}"
-      loop: [defaults, vars]
-    - name: Deploy or remove kube-vip
-      ansible.builtin.include_tasks: "{{ roles_dir }}/k3s_server/tasks/vip.yml"
-"""
+REMOVE_PLAYBOOK = server_play("Remove kube-vip with the role's own task file", "Deploy or remove kube-vip", "vip.yml")
 
 
 def test_turning_the_vip_off_deletes_kube_vips_objects_then_the_files(kube_api, vip_files, tmp_path) -> None:
